@@ -172,7 +172,11 @@ pub struct NetworkInterfaceProperties {
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct IpConfigurationProperties {
-    #[serde(rename = "privateIPAddress", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "privateIPAddress",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub private_ip_address: Option<String>,
     #[serde(
         rename = "privateIPAddressVersion",

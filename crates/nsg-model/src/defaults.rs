@@ -150,7 +150,9 @@ mod tests {
         let body = &example["responses"]["201"]["body"];
         let nsg = ResourceId::parse(body["id"].as_str().unwrap()).unwrap();
         let ours = default_rule_documents(&nsg);
-        let theirs = body["properties"]["defaultSecurityRules"].as_array().unwrap();
+        let theirs = body["properties"]["defaultSecurityRules"]
+            .as_array()
+            .unwrap();
         assert_eq!(ours.len(), theirs.len());
         for (o, t) in ours.iter().zip(theirs) {
             let o = serde_json::to_value(o).unwrap();

@@ -109,7 +109,12 @@ impl Environment {
         Ok(count)
     }
 
-    fn add_resource(&mut self, source_name: &str, path: &str, item: Value) -> Result<(), LoadError> {
+    fn add_resource(
+        &mut self,
+        source_name: &str,
+        path: &str,
+        item: Value,
+    ) -> Result<(), LoadError> {
         let Value::Object(map) = item else {
             return Err(LoadError::NotAResource {
                 source_name: source_name.to_string(),
@@ -149,7 +154,9 @@ impl Environment {
             _ if t == types::SUBNET.to_ascii_lowercase() => push!(subnets),
             _ if t == types::NETWORK_INTERFACE.to_ascii_lowercase() => push!(network_interfaces),
             _ if t == types::VIRTUAL_MACHINE.to_ascii_lowercase() => push!(virtual_machines),
-            _ => self.ignored.push(format!("{source_name}{path}: {resource_type}")),
+            _ => self
+                .ignored
+                .push(format!("{source_name}{path}: {resource_type}")),
         }
         Ok(())
     }
@@ -157,7 +164,10 @@ impl Environment {
 
 /// A later document with the same id replaces an earlier one: several files merge, the last wins.
 fn upsert<P>(list: &mut Vec<arm::Resource<P>>, resource: arm::Resource<P>) {
-    let key = resource.id.as_deref().and_then(|id| ResourceId::parse(id).ok());
+    let key = resource
+        .id
+        .as_deref()
+        .and_then(|id| ResourceId::parse(id).ok());
     if let Some(key) = key {
         let same = |r: &arm::Resource<P>| {
             r.id.as_deref()
@@ -223,8 +233,13 @@ mod tests {
 
     #[test]
     fn accepts_array_value_list_and_single_resource() {
-        let nsg = json!({"id": NSG, "type": "Microsoft.Network/networkSecurityGroups", "properties": {}});
-        for doc in [json!([nsg.clone()]), json!({"value": [nsg.clone()]}), nsg.clone()] {
+        let nsg =
+            json!({"id": NSG, "type": "Microsoft.Network/networkSecurityGroups", "properties": {}});
+        for doc in [
+            json!([nsg.clone()]),
+            json!({"value": [nsg.clone()]}),
+            nsg.clone(),
+        ] {
             let mut env = Environment::new();
             assert_eq!(env.add_value("t", doc).unwrap(), 1);
             assert_eq!(env.network_security_groups.len(), 1);
@@ -255,7 +270,10 @@ mod tests {
         env.add_value("a", a).unwrap();
         env.add_value("b", b).unwrap();
         assert_eq!(env.network_security_groups.len(), 1);
-        assert_eq!(env.network_security_groups[0].properties.flush_connection, Some(true));
+        assert_eq!(
+            env.network_security_groups[0].properties.flush_connection,
+            Some(true)
+        );
     }
 
     #[test]
@@ -265,7 +283,10 @@ mod tests {
                           "properties": {"securityRules": [{"properties": {"priority": "high"}}]}}]);
         let err = env.add_value("f.json", bad).unwrap_err().to_string();
         assert!(err.contains("f.json"), "{err}");
-        assert!(err.contains("securityRules[0].properties.priority"), "{err}");
+        assert!(
+            err.contains("securityRules[0].properties.priority"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -67,7 +67,12 @@ impl ResourceId {
 
     /// Builds the id of a child resource: `{self}/{child_type}/{name}`.
     pub fn child(&self, child_type: &str, name: &str) -> ResourceId {
-        let text = format!("{}/{}/{}", self.text.trim_end_matches('/'), child_type, name);
+        let text = format!(
+            "{}/{}/{}",
+            self.text.trim_end_matches('/'),
+            child_type,
+            name
+        );
         let mut segments = self.segments.clone();
         segments.push((child_type.to_string(), name.to_string()));
         ResourceId {

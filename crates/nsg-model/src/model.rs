@@ -85,7 +85,9 @@ impl NetworkInterface {
 
     /// The IP configuration holding `ip`, if any.
     pub fn configuration_with(&self, ip: IpAddr) -> Option<&IpConfiguration> {
-        self.ip_configurations.iter().find(|c| c.address.contains(&ip))
+        self.ip_configurations
+            .iter()
+            .find(|c| c.address.contains(&ip))
     }
 }
 
@@ -130,10 +132,16 @@ pub(crate) struct Index {
 
 impl Model {
     pub fn network_security_group(&self, id: &ResourceId) -> Option<&NetworkSecurityGroup> {
-        self.index.nsgs.get(id).map(|&i| &self.network_security_groups[i])
+        self.index
+            .nsgs
+            .get(id)
+            .map(|&i| &self.network_security_groups[i])
     }
     pub fn application_security_group(&self, id: &ResourceId) -> Option<&ApplicationSecurityGroup> {
-        self.index.asgs.get(id).map(|&i| &self.application_security_groups[i])
+        self.index
+            .asgs
+            .get(id)
+            .map(|&i| &self.application_security_groups[i])
     }
     pub fn virtual_network(&self, id: &ResourceId) -> Option<&VirtualNetwork> {
         self.index.vnets.get(id).map(|&i| &self.virtual_networks[i])
@@ -146,7 +154,10 @@ impl Model {
         })
     }
     pub fn network_interface(&self, id: &ResourceId) -> Option<&NetworkInterface> {
-        self.index.nics.get(id).map(|&i| &self.network_interfaces[i])
+        self.index
+            .nics
+            .get(id)
+            .map(|&i| &self.network_interfaces[i])
     }
     pub fn virtual_machine(&self, id: &ResourceId) -> Option<&VirtualMachine> {
         self.index.vms.get(id).map(|&i| &self.virtual_machines[i])

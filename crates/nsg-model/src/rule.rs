@@ -156,7 +156,10 @@ pub enum Ports {
     /// `*`.
     Any,
     /// One range in the singular field, or the plural list (`plural`), as written.
-    Ranges { ranges: Vec<PortRange>, plural: bool },
+    Ranges {
+        ranges: Vec<PortRange>,
+        plural: bool,
+    },
 }
 
 impl Ports {
@@ -301,9 +304,14 @@ mod tests {
 
     #[test]
     fn port_ranges() {
-        assert_eq!(PortRange::parse("80"), Some(PortRange { low: 80, high: 80 }));
+        assert_eq!(
+            PortRange::parse("80"),
+            Some(PortRange { low: 80, high: 80 })
+        );
         assert_eq!(PortRange::parse("0-65535"), Some(PortRange::ALL));
-        for bad in ["", "-", "1-", "-1", "80-70", "65536", "636, 389", " 80", "+80", "1-2-3", "*"] {
+        for bad in [
+            "", "-", "1-", "-1", "80-70", "65536", "636, 389", " 80", "+80", "1-2-3", "*",
+        ] {
             assert_eq!(PortRange::parse(bad), None, "{bad:?}");
         }
     }
@@ -311,7 +319,10 @@ mod tests {
     #[test]
     fn ports_full_coverage() {
         let r = |l, h| PortRange { low: l, high: h };
-        let plural = |ranges| Ports::Ranges { ranges, plural: true };
+        let plural = |ranges| Ports::Ranges {
+            ranges,
+            plural: true,
+        };
         assert!(Ports::Any.is_full());
         assert!(plural(vec![r(1000, 65535), r(0, 999)]).is_full());
         assert!(!plural(vec![r(0, 998), r(1000, 65535)]).is_full());
@@ -327,13 +338,22 @@ mod tests {
         );
         assert_eq!(
             AddressToken::parse("50.206.209.68/27"),
-            Err(AddressTokenError::NotCanonical("50.206.209.64/27".parse().unwrap()))
+            Err(AddressTokenError::NotCanonical(
+                "50.206.209.64/27".parse().unwrap()
+            ))
         );
         assert_eq!(
             AddressToken::parse("Storage.WestEurope"),
             Ok(AddressToken::Tag("Storage.WestEurope".into()))
         );
-        for bad in ["10.0.0.300", "10.0.0.0/33", "fe80::/129", "", "1.2.3.4/", "::g"] {
+        for bad in [
+            "10.0.0.300",
+            "10.0.0.0/33",
+            "fe80::/129",
+            "",
+            "1.2.3.4/",
+            "::g",
+        ] {
             assert_eq!(
                 AddressToken::parse(bad),
                 Err(AddressTokenError::Malformed),

@@ -112,11 +112,16 @@ impl<'t> Validator<'t> {
 
         for (doc, id) in env.application_security_groups.iter().zip(&asg_ids) {
             if let Some(id) = id {
-                model.index.asgs.insert(id.clone(), model.application_security_groups.len());
-                model.application_security_groups.push(model::ApplicationSecurityGroup {
-                    id: id.clone(),
-                    location: doc.location.clone(),
-                });
+                model
+                    .index
+                    .asgs
+                    .insert(id.clone(), model.application_security_groups.len());
+                model
+                    .application_security_groups
+                    .push(model::ApplicationSecurityGroup {
+                        id: id.clone(),
+                        location: doc.location.clone(),
+                    });
             }
         }
         let nsg_locations: HashMap<ResourceId, Option<String>> = env
@@ -129,7 +134,10 @@ impl<'t> Validator<'t> {
         for (doc, id) in env.virtual_networks.iter().zip(&vnet_ids) {
             if let Some(id) = id {
                 let vnet = self.virtual_network(doc, id, env, &nsg_locations);
-                model.index.vnets.insert(id.clone(), model.virtual_networks.len());
+                model
+                    .index
+                    .vnets
+                    .insert(id.clone(), model.virtual_networks.len());
                 for (s, subnet) in vnet.subnets.iter().enumerate() {
                     model
                         .index
@@ -144,7 +152,10 @@ impl<'t> Validator<'t> {
         for (doc, id) in env.network_security_groups.iter().zip(&nsg_ids) {
             if let Some(id) = id {
                 let nsg = self.network_security_group(doc, id, env, &model);
-                model.index.nsgs.insert(id.clone(), model.network_security_groups.len());
+                model
+                    .index
+                    .nsgs
+                    .insert(id.clone(), model.network_security_groups.len());
                 model.network_security_groups.push(nsg);
             }
         }
@@ -153,7 +164,10 @@ impl<'t> Validator<'t> {
         for (doc, id) in env.network_interfaces.iter().zip(&nic_ids) {
             if let Some(id) = id {
                 if let Some(nic) = self.network_interface(doc, id, &model, &nsg_locations) {
-                    model.index.nics.insert(id.clone(), model.network_interfaces.len());
+                    model
+                        .index
+                        .nics
+                        .insert(id.clone(), model.network_interfaces.len());
                     model.network_interfaces.push(nic);
                 }
             }
@@ -161,7 +175,10 @@ impl<'t> Validator<'t> {
         for (doc, id) in env.virtual_machines.iter().zip(&vm_ids) {
             if let Some(id) = id {
                 let vm = self.virtual_machine(doc, id, &model);
-                model.index.vms.insert(id.clone(), model.virtual_machines.len());
+                model
+                    .index
+                    .vms
+                    .insert(id.clone(), model.virtual_machines.len());
                 model.virtual_machines.push(vm);
             }
         }
@@ -259,7 +276,9 @@ impl<'t> Validator<'t> {
         };
         let p = &doc.properties;
         let address_space = self.cidr_list(
-            p.address_space.as_ref().and_then(|s| s.address_prefixes.as_ref()),
+            p.address_space
+                .as_ref()
+                .and_then(|s| s.address_prefixes.as_ref()),
             &at,
             "properties.addressSpace.addressPrefixes",
         );
@@ -284,7 +303,11 @@ impl<'t> Validator<'t> {
             .map(|(i, s)| (s, at.at(&format!("properties.subnets[{i}]"))))
             .collect();
         for standalone in &env.subnets {
-            let Some(sid) = standalone.id.as_deref().and_then(|t| ResourceId::parse(t).ok()) else {
+            let Some(sid) = standalone
+                .id
+                .as_deref()
+                .and_then(|t| ResourceId::parse(t).ok())
+            else {
                 continue;
             };
             if sid.parent().as_ref() == Some(id) {
@@ -300,7 +323,14 @@ impl<'t> Validator<'t> {
         let subnets = sources
             .into_iter()
             .filter_map(|(subnet, at)| {
-                self.subnet(subnet, &at, id, &address_space, doc.location.as_deref(), nsg_locations)
+                self.subnet(
+                    subnet,
+                    &at,
+                    id,
+                    &address_space,
+                    doc.location.as_deref(),
+                    nsg_locations,
+                )
             })
             .collect();
         let peerings = p
@@ -312,11 +342,19 @@ impl<'t> Validator<'t> {
                 let pat = at.at(&format!("properties.virtualNetworkPeerings[{i}]"));
                 let pp = &peering.properties;
                 let remote_virtual_network = match pp.remote_virtual_network.as_ref() {
-                    Some(r) => self.id_of(r.id.as_deref(), &pat, "properties.remoteVirtualNetwork.id"),
+                    Some(r) => {
+                        self.id_of(r.id.as_deref(), &pat, "properties.remoteVirtualNetwork.id")
+                    }
                     None => None,
                 };
-                let (space, field) = match (&pp.remote_virtual_network_address_space, &pp.remote_address_space) {
-                    (Some(s), _) => (Some(s), "properties.remoteVirtualNetworkAddressSpace.addressPrefixes"),
+                let (space, field) = match (
+                    &pp.remote_virtual_network_address_space,
+                    &pp.remote_address_space,
+                ) {
+                    (Some(s), _) => (
+                        Some(s),
+                        "properties.remoteVirtualNetworkAddressSpace.addressPrefixes",
+                    ),
                     (None, s) => (s.as_ref(), "properties.remoteAddressSpace.addressPrefixes"),
                 };
                 let remote_address_space =
@@ -357,7 +395,12 @@ impl<'t> Validator<'t> {
                 .map(|id| id.name().to_string())
         });
         let Some(name) = name else {
-            self.error(ErrorCode::InvalidRequestFormat, at, "name", "a subnet needs a name".into());
+            self.error(
+                ErrorCode::InvalidRequestFormat,
+                at,
+                "name",
+                "a subnet needs a name".into(),
+            );
             return None;
         };
         let id = vnet.child("subnets", &name);
@@ -424,7 +467,11 @@ impl<'t> Validator<'t> {
             let Some(id) = self.id_of(doc.id.as_deref(), &at, "id") else {
                 continue;
             };
-            if id.parent().and_then(|v| model.virtual_network(&v)).is_none() {
+            if id
+                .parent()
+                .and_then(|v| model.virtual_network(&v))
+                .is_none()
+            {
                 self.error(
                     ErrorCode::InvalidResourceReference,
                     &at,
@@ -494,7 +541,11 @@ impl<'t> Validator<'t> {
         // Rules given as documents of their own join their NSG; they replace an inline rule
         // of the same name (they are the more specific statement of it).
         for standalone in &env.security_rules {
-            let Some(rid) = standalone.id.as_deref().and_then(|t| ResourceId::parse(t).ok()) else {
+            let Some(rid) = standalone
+                .id
+                .as_deref()
+                .and_then(|t| ResourceId::parse(t).ok())
+            else {
                 continue;
             };
             if rid.parent().as_ref() == Some(id) {
@@ -514,7 +565,10 @@ impl<'t> Validator<'t> {
                 ErrorCode::SecurityRuleCountLimitReached,
                 &at,
                 "properties.securityRules",
-                format!("A security group cannot have more than {} security rules.", limits::RULES_PER_NSG),
+                format!(
+                    "A security group cannot have more than {} security rules.",
+                    limits::RULES_PER_NSG
+                ),
             );
         }
         let mut rules = Vec::new();
@@ -524,7 +578,10 @@ impl<'t> Validator<'t> {
         for source in &sources {
             let name = source.doc.name.clone().unwrap_or_default();
             if let Some(rule) = self.security_rule(source, model) {
-                if seen_names.insert(name.to_ascii_lowercase(), name.clone()).is_some() {
+                if seen_names
+                    .insert(name.to_ascii_lowercase(), name.clone())
+                    .is_some()
+                {
                     self.error(
                         ErrorCode::DuplicateResourceName,
                         &source.at,
@@ -581,7 +638,11 @@ impl<'t> Validator<'t> {
             let Some(id) = self.id_of(doc.id.as_deref(), &at, "id") else {
                 continue;
             };
-            if id.parent().and_then(|n| model.network_security_group(&n)).is_none() {
+            if id
+                .parent()
+                .and_then(|n| model.network_security_group(&n))
+                .is_none()
+            {
                 self.error(
                     ErrorCode::InvalidResourceReference,
                     &at,
@@ -599,7 +660,11 @@ impl<'t> Validator<'t> {
         let doc = source.doc;
         let p = &doc.properties;
         let rule_id = doc.id.clone().unwrap_or_else(|| {
-            format!("{}/securityRules/{}", at.resource, doc.name.as_deref().unwrap_or(""))
+            format!(
+                "{}/securityRules/{}",
+                at.resource,
+                doc.name.as_deref().unwrap_or("")
+            )
         });
         let name = doc.name.clone().unwrap_or_default();
         if !valid_name(&name) {
@@ -610,13 +675,35 @@ impl<'t> Validator<'t> {
                 format!("Resource name {name} is invalid. The name can be up to 80 characters long. It must begin with a word character, and it must end with a word character or with '_'. The name may contain word characters or '.', '-', '_'."),
             );
         }
-        let protocol = self.enum_field(p.protocol.as_deref(), Protocol::parse, at, "protocol", "'Tcp', 'Udp', 'Icmp', 'Esp', 'Ah' or '*'");
-        let access = self.enum_field(p.access.as_deref(), Access::parse, at, "access", "'Allow' or 'Deny'");
-        let direction = self.enum_field(p.direction.as_deref(), Direction::parse, at, "direction", "'Inbound' or 'Outbound'");
+        let protocol = self.enum_field(
+            p.protocol.as_deref(),
+            Protocol::parse,
+            at,
+            "protocol",
+            "'Tcp', 'Udp', 'Icmp', 'Esp', 'Ah' or '*'",
+        );
+        let access = self.enum_field(
+            p.access.as_deref(),
+            Access::parse,
+            at,
+            "access",
+            "'Allow' or 'Deny'",
+        );
+        let direction = self.enum_field(
+            p.direction.as_deref(),
+            Direction::parse,
+            at,
+            "direction",
+            "'Inbound' or 'Outbound'",
+        );
         let priority = match p.priority {
-            Some(n) if (limits::PRIORITY_MIN..=limits::PRIORITY_MAX).contains(&n) => u16::try_from(n).ok(),
+            Some(n) if (limits::PRIORITY_MIN..=limits::PRIORITY_MAX).contains(&n) => {
+                u16::try_from(n).ok()
+            }
             other => {
-                let shown = other.map(|n| n.to_string()).unwrap_or_else(|| "(none)".into());
+                let shown = other
+                    .map(|n| n.to_string())
+                    .unwrap_or_else(|| "(none)".into());
                 self.error(
                     ErrorCode::SecurityRuleInvalidPriority,
                     at,
@@ -638,19 +725,32 @@ impl<'t> Validator<'t> {
         }
         let source_side = self.addresses(
             Side::Source,
-            (&p.source_address_prefix, &p.source_address_prefixes, &p.source_application_security_groups),
+            (
+                &p.source_address_prefix,
+                &p.source_address_prefixes,
+                &p.source_application_security_groups,
+            ),
             at,
             &rule_id,
             model,
         );
         let destination_side = self.addresses(
             Side::Destination,
-            (&p.destination_address_prefix, &p.destination_address_prefixes, &p.destination_application_security_groups),
+            (
+                &p.destination_address_prefix,
+                &p.destination_address_prefixes,
+                &p.destination_application_security_groups,
+            ),
             at,
             &rule_id,
             model,
         );
-        let source_ports = self.ports(Side::Source, (&p.source_port_range, &p.source_port_ranges), at, &rule_id);
+        let source_ports = self.ports(
+            Side::Source,
+            (&p.source_port_range, &p.source_port_ranges),
+            at,
+            &rule_id,
+        );
         let destination_ports = self.ports(
             Side::Destination,
             (&p.destination_port_range, &p.destination_port_ranges),
@@ -661,7 +761,9 @@ impl<'t> Validator<'t> {
             let families: HashSet<bool> = [s, d]
                 .into_iter()
                 .flat_map(|side| match side {
-                    Addresses::Prefixes { nets, .. } => nets.iter().map(|n| n.addr().is_ipv4()).collect(),
+                    Addresses::Prefixes { nets, .. } => {
+                        nets.iter().map(|n| n.addr().is_ipv4()).collect()
+                    }
                     _ => Vec::new(),
                 })
                 .collect();
@@ -703,13 +805,23 @@ impl<'t> Validator<'t> {
         let path = format!("properties.{field}");
         match value {
             None => {
-                self.error(ErrorCode::InvalidRequestFormat, at, &path, format!("{field} is required: one of {allowed}"));
+                self.error(
+                    ErrorCode::InvalidRequestFormat,
+                    at,
+                    &path,
+                    format!("{field} is required: one of {allowed}"),
+                );
                 None
             }
             Some(v) => {
                 let parsed = parse(v);
                 if parsed.is_none() {
-                    self.error(ErrorCode::InvalidRequestFormat, at, &path, format!("'{v}' is not a valid {field}: expected {allowed}"));
+                    self.error(
+                        ErrorCode::InvalidRequestFormat,
+                        at,
+                        &path,
+                        format!("'{v}' is not a valid {field}: expected {allowed}"),
+                    );
                 }
                 parsed
             }
@@ -719,7 +831,11 @@ impl<'t> Validator<'t> {
     fn addresses(
         &mut self,
         side: Side,
-        fields: (&Option<String>, &Option<Vec<String>>, &Option<Vec<arm::SubResource>>),
+        fields: (
+            &Option<String>,
+            &Option<Vec<String>>,
+            &Option<Vec<arm::SubResource>>,
+        ),
         at: &At<'_>,
         rule_id: &str,
         model: &Model,
@@ -763,8 +879,13 @@ impl<'t> Validator<'t> {
         if let Some(text) = single {
             return match AddressToken::parse(text) {
                 Ok(AddressToken::Any) => Some(Addresses::Any),
-                Ok(AddressToken::Net(net)) => Some(Addresses::Prefixes { nets: vec![net], plural: false }),
-                Ok(AddressToken::Tag(tag)) if self.tags.is_known_tag(&tag) => Some(Addresses::Tag(tag)),
+                Ok(AddressToken::Net(net)) => Some(Addresses::Prefixes {
+                    nets: vec![net],
+                    plural: false,
+                }),
+                Ok(AddressToken::Tag(tag)) if self.tags.is_known_tag(&tag) => {
+                    Some(Addresses::Tag(tag))
+                }
                 Ok(AddressToken::Tag(tag)) => {
                     let hint = self.tags.unknown_tag_hint(&tag);
                     self.invalid_prefix(at, &prefix_field, rule_id, text, &hint);
@@ -782,7 +903,12 @@ impl<'t> Validator<'t> {
                     ErrorCode::SecurityRuleAddressPrefixesLimitReached,
                     at,
                     &prefixes_field,
-                    format!("Security rule {rule_id} has {} {} addresses; at most {} are allowed.", list.len(), side.word(), limits::ADDRESSES_PER_SIDE),
+                    format!(
+                        "Security rule {rule_id} has {} {} addresses; at most {} are allowed.",
+                        list.len(),
+                        side.word(),
+                        limits::ADDRESSES_PER_SIDE
+                    ),
                 );
                 return None;
             }
@@ -791,7 +917,9 @@ impl<'t> Validator<'t> {
                 let field = format!("{prefixes_field}[{i}]");
                 match AddressToken::parse(text) {
                     Ok(AddressToken::Net(net)) => nets.push(net),
-                    Ok(AddressToken::Any) => self.unsupported_value(at, &field, side, rule_id, text),
+                    Ok(AddressToken::Any) => {
+                        self.unsupported_value(at, &field, side, rule_id, text)
+                    }
                     Ok(AddressToken::Tag(tag)) if self.tags.is_known_tag(&tag) => {
                         self.unsupported_value(at, &field, side, rule_id, text)
                     }
@@ -802,7 +930,8 @@ impl<'t> Validator<'t> {
                     Err(e) => self.invalid_prefix(at, &field, rule_id, text, &token_problem(&e)),
                 }
             }
-            return (nets.len() == list.len()).then_some(Addresses::Prefixes { nets, plural: true });
+            return (nets.len() == list.len())
+                .then_some(Addresses::Prefixes { nets, plural: true });
         }
         let list = asgs?;
         if list.len() > limits::ASGS_PER_RULE_SIDE {
@@ -820,7 +949,11 @@ impl<'t> Validator<'t> {
                 reference,
                 at,
                 &format!("{asgs_field}[{i}]"),
-                |id| model.application_security_group(id).map(|a| a.location.clone()),
+                |id| {
+                    model
+                        .application_security_group(id)
+                        .map(|a| a.location.clone())
+                },
                 None,
             );
             ids.extend(found);
@@ -837,7 +970,14 @@ impl<'t> Validator<'t> {
         );
     }
 
-    fn unsupported_value(&mut self, at: &At<'_>, field: &str, side: Side, rule_id: &str, value: &str) {
+    fn unsupported_value(
+        &mut self,
+        at: &At<'_>,
+        field: &str,
+        side: Side,
+        rule_id: &str,
+        value: &str,
+    ) {
         self.error(
             ErrorCode::SecurityRuleParameterContainsUnsupportedValue,
             at,
@@ -871,7 +1011,12 @@ impl<'t> Validator<'t> {
                     ErrorCode::InvalidRequestFormat,
                     at,
                     &range_field,
-                    format!("Security rule {rule_id} has no {} port: set {}PortRange or {}PortRanges.", side.word(), side.word(), side.word()),
+                    format!(
+                        "Security rule {rule_id} has no {} port: set {}PortRange or {}PortRanges.",
+                        side.word(),
+                        side.word(),
+                        side.word()
+                    ),
                 );
                 None
             }
@@ -886,7 +1031,10 @@ impl<'t> Validator<'t> {
             }
             (Some("*"), None) => Some(Ports::Any),
             (Some(text), None) => match PortRange::parse(text) {
-                Some(r) => Some(Ports::Ranges { ranges: vec![r], plural: false }),
+                Some(r) => Some(Ports::Ranges {
+                    ranges: vec![r],
+                    plural: false,
+                }),
                 None => {
                     invalid(self, &range_field, text);
                     None
@@ -909,7 +1057,10 @@ impl<'t> Validator<'t> {
                         invalid(self, &field, text);
                     }
                 }
-                (ranges.len() == list.len()).then_some(Ports::Ranges { ranges, plural: true })
+                (ranges.len() == list.len()).then_some(Ports::Ranges {
+                    ranges,
+                    plural: true,
+                })
             }
         }
     }
@@ -929,14 +1080,23 @@ impl<'t> Validator<'t> {
         let p = &doc.properties;
         let location = doc.location.as_deref();
         let network_security_group = p.network_security_group.as_ref().and_then(|r| {
-            self.reference(r, &at, "properties.networkSecurityGroup", |id| nsg_locations.get(id).cloned(), location)
+            self.reference(
+                r,
+                &at,
+                "properties.networkSecurityGroup",
+                |id| nsg_locations.get(id).cloned(),
+                location,
+            )
         });
         let mut ip_configurations = Vec::new();
         let mut first_asgs: Option<(String, BTreeSet<ResourceId>)> = None;
         for (i, config) in p.ip_configurations.iter().flatten().enumerate() {
             let cat = at.at(&format!("properties.ipConfigurations[{i}]"));
             let cp = &config.properties;
-            let config_name = config.name.clone().unwrap_or_else(|| format!("ipconfig{}", i + 1));
+            let config_name = config
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("ipconfig{}", i + 1));
             let config_id = id.child("ipConfigurations", &config_name);
             let subnet = match &cp.subnet {
                 Some(r) => self.reference(
@@ -947,7 +1107,12 @@ impl<'t> Validator<'t> {
                     None,
                 ),
                 None => {
-                    self.error(ErrorCode::InvalidRequestFormat, &cat, "properties.subnet", format!("IP configuration {config_id} has no subnet"));
+                    self.error(
+                        ErrorCode::InvalidRequestFormat,
+                        &cat,
+                        "properties.subnet",
+                        format!("IP configuration {config_id} has no subnet"),
+                    );
                     None
                 }
             };
@@ -959,7 +1124,12 @@ impl<'t> Validator<'t> {
                 Some(text) => match parse_private_address(text) {
                     Some(a) => Some(a),
                     None => {
-                        self.error(ErrorCode::InvalidRequestFormat, &cat, "properties.privateIPAddress", format!("'{text}' is not an IP address"));
+                        self.error(
+                            ErrorCode::InvalidRequestFormat,
+                            &cat,
+                            "properties.privateIPAddress",
+                            format!("'{text}' is not an IP address"),
+                        );
                         None
                     }
                 },
@@ -977,7 +1147,10 @@ impl<'t> Validator<'t> {
                     }
                 }
             }
-            let asg_list = cp.application_security_groups.as_deref().unwrap_or_default();
+            let asg_list = cp
+                .application_security_groups
+                .as_deref()
+                .unwrap_or_default();
             let mut asgs = Vec::new();
             if asg_list.len() > limits::ASGS_PER_IP_CONFIGURATION {
                 self.error(
@@ -992,7 +1165,11 @@ impl<'t> Validator<'t> {
                         r,
                         &cat,
                         &format!("properties.applicationSecurityGroups[{k}]"),
-                        |a| model.application_security_group(a).map(|a| a.location.clone()),
+                        |a| {
+                            model
+                                .application_security_group(a)
+                                .map(|a| a.location.clone())
+                        },
                         location,
                     ));
                 }
@@ -1001,7 +1178,12 @@ impl<'t> Validator<'t> {
             match &first_asgs {
                 None => first_asgs = Some((config_id.to_string(), set)),
                 Some((first_id, first_set)) if *first_set != set => {
-                    let show = |s: &BTreeSet<ResourceId>| s.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", ");
+                    let show = |s: &BTreeSet<ResourceId>| {
+                        s.iter()
+                            .map(|i| i.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    };
                     self.error(
                         ErrorCode::AllIpConfigurationsOnANicMustBelongToTheSameApplicationSecurityGroups,
                         &cat,
@@ -1035,7 +1217,12 @@ impl<'t> Validator<'t> {
         })
     }
 
-    fn virtual_machine(&mut self, doc: &arm::VirtualMachine, id: &ResourceId, model: &Model) -> model::VirtualMachine {
+    fn virtual_machine(
+        &mut self,
+        doc: &arm::VirtualMachine,
+        id: &ResourceId,
+        model: &Model,
+    ) -> model::VirtualMachine {
         let at = At {
             resource: id.as_str(),
             rule: None,
@@ -1104,7 +1291,11 @@ impl<'t> Validator<'t> {
                     .flat_map(|asg| member_vnets(model, asg))
                     .collect();
                 if vnets.len() > 1 {
-                    let position = nsg.rules.iter().position(|r| r.name == rule.name).unwrap_or(0);
+                    let position = nsg
+                        .rules
+                        .iter()
+                        .position(|r| r.name == rule.name)
+                        .unwrap_or(0);
                     let at = At {
                         resource: nsg.id.as_str(),
                         rule: Some(&rule.name),

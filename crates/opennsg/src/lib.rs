@@ -1,0 +1,5 @@
+//! The `opennsg` binary's library part: reading inputs (environments, tag files), finding NICs
+//! and parsing flows — the IO edge around the pure crates, shared by the commands and the tests.
+
+pub mod inputs;
+pub mod query;
