@@ -109,6 +109,19 @@ impl Protocol {
     }
 }
 
+/// A protocol number as people write it: `TCP`, `ICMPv6`, or the number.
+pub fn protocol_name(number: u8) -> String {
+    match number {
+        ip_proto::ICMP => "ICMP".into(),
+        ip_proto::TCP => "TCP".into(),
+        ip_proto::UDP => "UDP".into(),
+        ip_proto::ESP => "ESP".into(),
+        ip_proto::AH => "AH".into(),
+        ip_proto::ICMPV6 => "ICMPv6".into(),
+        other => format!("protocol {other}"),
+    }
+}
+
 /// Whether packets of IP protocol `number` carry ports NSG rules compare (TCP and UDP only).
 pub fn protocol_has_ports(number: u8) -> bool {
     number == ip_proto::TCP || number == ip_proto::UDP

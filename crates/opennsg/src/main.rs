@@ -257,9 +257,9 @@ fn fields_text(m: &RuleMatch) -> String {
 fn print_explanation(nic: &str, flow: &nsg_policy::Flow, explanation: &Explanation) {
     let (source, destination) = flow.source_destination();
     println!(
-        "{} protocol {} {} -> {} at network interface {nic}",
+        "{} {} {} -> {} at network interface {nic}",
         flow.direction.as_str(),
-        flow.protocol,
+        nsg_model::rule::protocol_name(flow.protocol),
         source,
         destination
     );

@@ -1,0 +1,499 @@
+//! The command line as users meet it: inputs, exit codes, output shapes and error messages.
+
+use assert_cmd::Command;
+use serde_json::{json, Value};
+
+const S: &str = "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg1/providers";
+
+/// One subnet with NSG1 (allows TCP 80 from the internet), one NIC with two IP configurations
+/// and a VM that owns it.
+fn environment() -> Value {
+    json!([
+        {"id": format!("{S}/Microsoft.Network/networkSecurityGroups/NSG1"), "type": "Microsoft.Network/networkSecurityGroups",
+         "location": "westeurope", "properties": {"securityRules": [
+            {"name": "Allow-HTTP", "properties": {"protocol": "TCP", "sourceAddressPrefix": "Internet", "sourcePortRange": "*",
+             "destinationAddressPrefix": "*", "destinationPortRange": "80", "access": "Allow", "priority": 200, "direction": "Inbound"}}]}},
+        {"id": format!("{S}/Microsoft.Network/virtualNetworks/vnet1"), "type": "Microsoft.Network/virtualNetworks", "location": "westeurope",
+         "properties": {"addressSpace": {"addressPrefixes": ["10.0.0.0/16"]}, "subnets": [
+            {"name": "Subnet1", "properties": {"addressPrefix": "10.0.1.0/24",
+             "networkSecurityGroup": {"id": format!("{S}/Microsoft.Network/networkSecurityGroups/NSG1")}}}]}},
+        {"id": format!("{S}/Microsoft.Network/networkInterfaces/vm1-nic"), "type": "Microsoft.Network/networkInterfaces", "location": "westeurope",
+         "properties": {"ipConfigurations": [
+            {"name": "ipconfig1", "properties": {"privateIPAddress": "10.0.1.4", "primary": true,
+             "subnet": {"id": format!("{S}/Microsoft.Network/virtualNetworks/vnet1/subnets/Subnet1")}}},
+            {"name": "ipconfig2", "properties": {"privateIPAddress": "10.0.1.16/28",
+             "subnet": {"id": format!("{S}/Microsoft.Network/virtualNetworks/vnet1/subnets/Subnet1")}}}]}},
+        {"id": format!("{S}/Microsoft.Compute/virtualMachines/VM1"), "type": "Microsoft.Compute/virtualMachines", "location": "westeurope",
+         "properties": {"networkProfile": {"networkInterfaces": [{"id": format!("{S}/Microsoft.Network/networkInterfaces/vm1-nic")}]}}}
+    ])
+}
+
+fn opennsg(args: &[&str], stdin: &Value) -> (i32, String, String) {
+    let out = Command::cargo_bin("opennsg")
+        .unwrap()
+        .args(args)
+        .write_stdin(stdin.to_string())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn verify(extra: &[&str]) -> (i32, String, String) {
+    let mut args = vec!["verify", "-", "--nic", "vm1-nic"];
+    args.extend_from_slice(extra);
+    opennsg(&args, &environment())
+}
+
+#[test]
+fn verify_json_is_exactly_azures_shape_and_exit_code_follows_access() {
+    let (code, out, _) = verify(&[
+        "--direction",
+        "inbound",
+        "--protocol",
+        "tcp",
+        "--local",
+        "10.0.1.4:80",
+        "--remote",
+        "203.0.113.9:50000",
+        "--json",
+    ]);
+    assert_eq!(code, 0);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        v,
+        json!({"access": "Allow", "ruleName": "securityRules/Allow-HTTP"})
+    );
+
+    let (code, out, _) = verify(&[
+        "--direction",
+        "Inbound",
+        "--protocol",
+        "udp",
+        "--local",
+        "10.0.1.4:80",
+        "--remote",
+        "203.0.113.9:50000",
+        "--json",
+    ]);
+    assert_eq!(code, 1);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        v,
+        json!({"access": "Deny", "ruleName": "defaultSecurityRules/DenyAllInBound"})
+    );
+}
+
+#[test]
+fn nic_can_be_named_by_vm_name_vm_id_or_nic_id() {
+    for nic in [
+        "VM1",
+        "vm1",
+        &format!("{S}/Microsoft.Compute/virtualMachines/VM1"),
+        &format!("{S}/microsoft.network/networkinterfaces/VM1-NIC"),
+    ] {
+        let (code, out, err) = opennsg(
+            &[
+                "verify",
+                "-",
+                "--nic",
+                nic,
+                "--direction",
+                "outbound",
+                "--protocol",
+                "tcp",
+                "--local",
+                "10.0.1.4:5000",
+                "--remote",
+                "8.8.8.8:443",
+                "--json",
+            ],
+            &environment(),
+        );
+        assert_eq!(code, 0, "{nic}: {err}");
+        assert!(
+            out.contains("defaultSecurityRules/AllowInternetOutBound"),
+            "{nic}: {out}"
+        );
+    }
+}
+
+#[test]
+fn plain_output_names_the_nsg_and_stage_and_explain_lists_rules() {
+    let (code, out, _) = verify(&[
+        "--direction",
+        "inbound",
+        "--protocol",
+        "tcp",
+        "--local",
+        "10.0.1.4:22",
+        "--remote",
+        "203.0.113.9:50000",
+        "--explain",
+    ]);
+    assert_eq!(code, 1);
+    assert!(out.contains("stage 1: subnet NSG NSG1"), "{out}");
+    assert!(out.contains("securityRules/Allow-HTTP"), "{out}");
+    assert!(
+        out.contains("dport no"),
+        "the rule considered shows which field failed: {out}"
+    );
+    assert!(
+        out.trim_end().ends_with(
+            "Deny: defaultSecurityRules/DenyAllInBound of network security group NSG1 (subnet NSG)"
+        ),
+        "{out}"
+    );
+}
+
+#[test]
+fn explain_json_lists_evaluated_groups() {
+    let (code, out, _) = verify(&[
+        "--direction",
+        "inbound",
+        "--protocol",
+        "tcp",
+        "--local",
+        "10.0.1.4:80",
+        "--remote",
+        "203.0.113.9:1",
+        "--json",
+        "--explain",
+    ]);
+    assert_eq!(code, 0);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let group = &v["evaluatedNetworkSecurityGroups"][0];
+    assert_eq!(group["appliedTo"], "subnet");
+    assert_eq!(group["matchedRule"]["ruleName"], "securityRules/Allow-HTTP");
+    assert_eq!(group["rulesEvaluationResult"].as_array().unwrap().len(), 1);
+}
+
+/// A prefix allocation (`10.0.1.16/28` on ipconfig2) makes all its addresses the NIC's.
+#[test]
+fn local_address_must_belong_to_the_nic() {
+    let (code, _, err) = verify(&[
+        "--direction",
+        "inbound",
+        "--protocol",
+        "tcp",
+        "--local",
+        "10.0.1.9:80",
+        "--remote",
+        "203.0.113.9:1",
+    ]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("10.0.1.9 is not an address of network interface vm1-nic"),
+        "{err}"
+    );
+    let (code, _, _) = verify(&[
+        "--direction",
+        "inbound",
+        "--protocol",
+        "tcp",
+        "--local",
+        "10.0.1.20:80",
+        "--remote",
+        "203.0.113.9:1",
+    ]);
+    assert_eq!(code, 0);
+}
+
+#[test]
+fn bad_questions_exit_2_with_a_reason() {
+    for (args, needle) in [
+        (
+            vec![
+                "--direction",
+                "sideways",
+                "--protocol",
+                "tcp",
+                "--local",
+                "10.0.1.4:80",
+                "--remote",
+                "1.2.3.4:1",
+            ],
+            "not a direction",
+        ),
+        (
+            vec![
+                "--direction",
+                "inbound",
+                "--protocol",
+                "gre",
+                "--local",
+                "10.0.1.4:80",
+                "--remote",
+                "1.2.3.4:1",
+            ],
+            "not a protocol",
+        ),
+        (
+            vec![
+                "--direction",
+                "inbound",
+                "--protocol",
+                "tcp",
+                "--local",
+                "10.0.1.4",
+                "--remote",
+                "1.2.3.4:1",
+            ],
+            "needs a port",
+        ),
+        (
+            vec![
+                "--direction",
+                "inbound",
+                "--protocol",
+                "icmp",
+                "--local",
+                "10.0.1.4:80",
+                "--remote",
+                "1.2.3.4",
+            ],
+            "has no ports",
+        ),
+        (
+            vec![
+                "--direction",
+                "inbound",
+                "--protocol",
+                "tcp",
+                "--local",
+                "10.0.1.4:80",
+                "--remote",
+                "1.2.3:1",
+            ],
+            "not an address",
+        ),
+    ] {
+        let (code, _, err) = verify(&args);
+        assert_eq!(code, 2, "{args:?}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+    let (code, _, err) = opennsg(
+        &[
+            "verify",
+            "-",
+            "--nic",
+            "nope",
+            "--direction",
+            "inbound",
+            "--protocol",
+            "tcp",
+            "--local",
+            "10.0.1.4:80",
+            "--remote",
+            "1.2.3.4:1",
+        ],
+        &environment(),
+    );
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("no network interface or virtual machine named nope"),
+        "{err}"
+    );
+}
+
+#[test]
+fn check_reports_code_resource_and_field_and_exits_2() {
+    let mut env = environment();
+    env[0]["properties"]["securityRules"][0]["properties"]["destinationPortRange"] =
+        json!("636, 389");
+    let (code, out, _) = opennsg(&["check", "-", "--json"], &env);
+    assert_eq!(code, 2);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let e = &v["errors"][0];
+    assert_eq!(e["code"], "SecurityRuleInvalidPortRange");
+    assert_eq!(
+        e["resource"],
+        format!("{S}/Microsoft.Network/networkSecurityGroups/NSG1")
+    );
+    assert_eq!(e["rule"], "Allow-HTTP");
+    assert_eq!(
+        e["field"],
+        "properties.securityRules[0].properties.destinationPortRange"
+    );
+    assert!(e["message"]
+        .as_str()
+        .unwrap()
+        .contains("Value provided: 636, 389"));
+
+    let (code, out, _) = opennsg(&["check", "-"], &env);
+    assert_eq!(code, 2);
+    assert!(out.starts_with("SecurityRuleInvalidPortRange: "), "{out}");
+
+    let (code, out, _) = opennsg(&["check", "-"], &environment());
+    assert_eq!((code, out.starts_with("valid")), (0, true));
+}
+
+#[test]
+fn verify_on_an_invalid_environment_lists_the_errors() {
+    let mut env = environment();
+    env[0]["properties"]["securityRules"][0]["properties"]["priority"] = json!(50);
+    let (code, _, err) = verify_with(&env);
+    assert_eq!(code, 2);
+    assert!(err.contains("SecurityRuleInvalidPriority"), "{err}");
+    assert!(
+        err.contains("Value provided: 50 Allowed range 100-4096"),
+        "{err}"
+    );
+}
+
+fn verify_with(env: &Value) -> (i32, String, String) {
+    opennsg(
+        &[
+            "verify",
+            "-",
+            "--nic",
+            "vm1-nic",
+            "--direction",
+            "inbound",
+            "--protocol",
+            "tcp",
+            "--local",
+            "10.0.1.4:80",
+            "--remote",
+            "1.2.3.4:1",
+        ],
+        env,
+    )
+}
+
+#[test]
+fn unreadable_inputs_exit_2() {
+    let (code, _, err) = opennsg(&["check", "-"], &json!("not resources"));
+    assert_eq!(code, 2, "{err}");
+    let out = Command::cargo_bin("opennsg")
+        .unwrap()
+        .args(["check", "-"])
+        .write_stdin("{ broken")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not valid JSON"));
+    let out = Command::cargo_bin("opennsg")
+        .unwrap()
+        .args(["check", "/nonexistent/env.json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/env.json"));
+    let out = Command::cargo_bin("opennsg")
+        .unwrap()
+        .args(["check", "-", "--service-tags", "-"])
+        .write_stdin("[]")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn an_unknown_tag_says_how_to_load_a_tag_file() {
+    let mut env = environment();
+    env[0]["properties"]["securityRules"][0]["properties"]["sourceAddressPrefix"] =
+        json!("Storage.WestEurope");
+    let (code, out, _) = opennsg(&["check", "-"], &env);
+    assert_eq!(code, 2);
+    assert!(out.contains("SecurityRuleInvalidAddressPrefix"), "{out}");
+    assert!(
+        out.contains("Storage.WestEurope") && out.contains("--service-tags"),
+        "{out}"
+    );
+}
+
+#[test]
+fn effective_json_has_azures_shape() {
+    let (code, out, _) = opennsg(
+        &["effective", "-", "--nic", "vm1-nic", "--json"],
+        &environment(),
+    );
+    assert_eq!(code, 0);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let group = &v["value"][0];
+    assert_eq!(
+        group["networkSecurityGroup"]["id"],
+        format!("{S}/Microsoft.Network/networkSecurityGroups/NSG1")
+    );
+    assert_eq!(
+        group["association"]["subnet"]["id"],
+        format!("{S}/Microsoft.Network/virtualNetworks/vnet1/subnets/Subnet1")
+    );
+    let rules = group["effectiveSecurityRules"].as_array().unwrap();
+    assert_eq!(rules.len(), 7, "one custom rule and six defaults");
+    let custom = &rules[0];
+    assert_eq!(custom["name"], "securityRules/Allow-HTTP");
+    assert_eq!(custom["protocol"], "Tcp");
+    assert_eq!(custom["sourcePortRange"], "0-65535");
+    assert_eq!(custom["destinationPortRange"], "80-80");
+    assert_eq!(custom["destinationAddressPrefix"], "0.0.0.0/0");
+    assert_eq!(custom["sourceAddressPrefix"], "Internet");
+    let internet = custom["expandedSourceAddressPrefix"].as_array().unwrap();
+    assert!(
+        internet.contains(&json!("1.0.0.0/8"))
+            && !internet
+                .iter()
+                .any(|p| p.as_str().unwrap().starts_with("10."))
+    );
+    let deny = rules
+        .iter()
+        .find(|r| r["name"] == "defaultSecurityRules/DenyAllOutBound")
+        .unwrap();
+    assert_eq!(deny["protocol"], "All");
+    assert_eq!(deny["priority"], 65500);
+    let tag_map: Value = serde_json::from_str(group["tagMap"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        tag_map["VirtualNetwork"],
+        json!(["10.0.0.0/16", "168.63.129.16/32"])
+    );
+}
+
+#[test]
+fn several_files_merge_and_cli_flattened_documents_are_read() {
+    let dir = std::env::temp_dir().join(format!("opennsg-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let env = environment();
+    let (nsg, rest) = (env[0].clone(), json!(env.as_array().unwrap()[1..].to_vec()));
+    // The Azure CLI prints properties flattened into the resource.
+    let mut flat = nsg.clone();
+    let props = flat.as_object_mut().unwrap().remove("properties").unwrap();
+    for (k, v) in props.as_object().unwrap() {
+        flat[k] = v.clone();
+    }
+    std::fs::write(dir.join("nsg.json"), flat.to_string()).unwrap();
+    std::fs::write(dir.join("rest.json"), json!({"value": rest}).to_string()).unwrap();
+    let out = Command::cargo_bin("opennsg")
+        .unwrap()
+        .args([
+            "verify",
+            dir.join("nsg.json").to_str().unwrap(),
+            dir.join("rest.json").to_str().unwrap(),
+        ])
+        .args([
+            "--nic",
+            "vm1-nic",
+            "--direction",
+            "inbound",
+            "--protocol",
+            "tcp",
+            "--local",
+            "10.0.1.4:80",
+            "--remote",
+            "203.0.113.9:1",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("securityRules/Allow-HTTP"));
+}
