@@ -1,5 +1,7 @@
 //! The `opennsg` binary's library part: reading inputs (environments, tag files), finding NICs
 //! and parsing flows — the IO edge around the pure crates, shared by the commands and the tests.
 
+pub mod bench;
 pub mod inputs;
 pub mod query;
+pub mod workload;

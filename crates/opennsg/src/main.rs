@@ -72,6 +72,30 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Quick benchmarks; one line per figure.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// IP flow verify on a generated environment: load, validate, resolve and per-query times.
+    Verify {
+        /// Number of NSGs (and of subnets and NICs).
+        #[arg(long, default_value_t = 1000)]
+        nsgs: usize,
+        /// Custom rules per NSG (half inbound, half outbound).
+        #[arg(long, default_value_t = 200)]
+        rules: usize,
+        /// Service tag files whose tags the generated rules use.
+        #[arg(long = "service-tags", value_name = "FILE")]
+        service_tags: Vec<PathBuf>,
+        /// Number of queries timed.
+        #[arg(long, default_value_t = 200_000)]
+        queries: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
 }
 
 #[derive(Args)]
@@ -151,6 +175,22 @@ fn run(cli: Cli) -> Result<u8> {
             verify(&loaded, &nic, &flow, json, explain)
         }
         Command::Effective { env, nic, json } => effective(&load(&env)?, &nic, json),
+        Command::Bench(BenchCommand::Verify {
+            nsgs,
+            rules,
+            service_tags,
+            queries,
+            seed,
+        }) => {
+            opennsg::bench::verify(&opennsg::bench::VerifyBench {
+                nsgs,
+                rules_per_nsg: rules,
+                service_tags,
+                queries,
+                seed,
+            })?;
+            Ok(0)
+        }
     }
 }
 
