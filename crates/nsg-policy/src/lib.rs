@@ -5,6 +5,7 @@
 
 pub mod effective;
 pub mod evaluate;
+pub mod packet;
 pub mod resolve;
 pub mod settings;
 
