@@ -319,7 +319,7 @@ fn side_contains(side: SideMatch, sets: &SetArena, ip: IpAddr) -> bool {
 
 /// DHCP with the host (168.63.129.16, or broadcast before an address is leased): always allowed,
 /// no tag can deny it.
-fn is_dhcp(flow: &Flow) -> bool {
+pub(crate) fn is_dhcp(flow: &Flow) -> bool {
     flow.direction == Direction::Outbound
         && flow.protocol == ip_proto::UDP
         && flow.remote.port == Some(67)
@@ -350,7 +350,12 @@ pub fn platform_service(flow: &Flow) -> Option<PlatformService> {
 }
 
 /// Outbound TCP 25 to the internet, for subscription types that block it (reference §3.9).
-fn blocked_smtp(policy: &NicPolicy, sets: &SetArena, settings: &Settings, flow: &Flow) -> bool {
+pub(crate) fn blocked_smtp(
+    policy: &NicPolicy,
+    sets: &SetArena,
+    settings: &Settings,
+    flow: &Flow,
+) -> bool {
     flow.direction == Direction::Outbound
         && flow.protocol == ip_proto::TCP
         && flow.remote.port == Some(25)

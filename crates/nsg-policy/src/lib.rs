@@ -3,6 +3,8 @@
 //!
 //! Pure: no IO, no clock.
 
+pub mod classify;
+pub mod compiled;
 pub mod effective;
 pub mod evaluate;
 pub mod packet;

@@ -3,6 +3,7 @@
 //! (`verify --json`, `check --json`). A new evaluator joins by implementing [`Implementation`].
 
 use nsg_model::ValidationError;
+use nsg_policy::compiled::CompiledPolicy;
 use nsg_policy::{Resolver, Settings, SubscriptionType};
 use opennsg::{inputs, query};
 use serde::Deserialize;
@@ -98,11 +99,15 @@ fn text<E: std::fmt::Display>(e: E) -> String {
     format!("{e:#}")
 }
 
-/// The library: `nsg_model::validate` and `nsg_policy::decide`.
-struct Reference;
+/// The library: `nsg_model::validate`, then `nsg_policy::decide` (the reference evaluator) or
+/// the compiled classifier.
+struct Library {
+    compiled: bool,
+}
 
-impl Reference {
+impl Library {
     fn verify(
+        &self,
         model: &nsg_model::Model,
         resolver: &mut Resolver<'_>,
         settings: &Settings,
@@ -123,7 +128,11 @@ impl Reference {
                 flow.local.ip, case.nic
             ));
         }
-        let decision = nsg_policy::decide(&policy, &resolver.sets, settings, &flow);
+        let decision = if self.compiled {
+            CompiledPolicy::build(policy, &resolver.sets, *settings).decide(&flow)
+        } else {
+            nsg_policy::decide(&policy, &resolver.sets, settings, &flow)
+        };
         let nsg = match &decision.decider {
             nsg_policy::Decider::Rule(v) => Some(v.nsg.name().to_string()),
             _ => None,
@@ -136,9 +145,13 @@ impl Reference {
     }
 }
 
-impl Implementation for Reference {
+impl Implementation for Library {
     fn name(&self) -> &'static str {
-        "reference evaluator"
+        if self.compiled {
+            "compiled classifier"
+        } else {
+            "reference evaluator"
+        }
     }
 
     fn run(&self, scenario: &Loaded) -> Result<Report, String> {
@@ -161,7 +174,7 @@ impl Implementation for Reference {
             .scenario
             .flows
             .iter()
-            .map(|case| Reference::verify(&model, &mut resolver, &settings, case))
+            .map(|case| self.verify(&model, &mut resolver, &settings, case))
             .collect();
         Ok(Report {
             errors: Vec::new(),
@@ -379,7 +392,12 @@ fn run_all(implementation: &dyn Implementation) {
 
 #[test]
 fn scenarios_through_the_reference_evaluator() {
-    run_all(&Reference);
+    run_all(&Library { compiled: false });
+}
+
+#[test]
+fn scenarios_through_the_compiled_classifier() {
+    run_all(&Library { compiled: true });
 }
 
 #[test]
