@@ -41,10 +41,17 @@ pub struct TcpFlags {
 /// that makes them a flow.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum IcmpKind {
-    EchoRequest { id: u16 },
-    EchoReply { id: u16 },
+    EchoRequest {
+        id: u16,
+    },
+    EchoReply {
+        id: u16,
+    },
     /// Any other message (errors, router advertisements, …): no flow identity.
-    Other { icmp_type: u8, code: u8 },
+    Other {
+        icmp_type: u8,
+        code: u8,
+    },
 }
 
 /// One IP packet, reduced to what NSGs look at.

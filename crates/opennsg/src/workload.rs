@@ -108,7 +108,11 @@ pub fn environment(shape: &Shape, seed: u64) -> Value {
 fn random_ipv4(rng: &mut SplitMix64) -> [u8; 4] {
     let v = rng.next_u64();
     // Mostly public space, some of it the VNet's own.
-    let first = if v.is_multiple_of(4) { 10 } else { 11 + (v >> 8) % 180 } as u8;
+    let first = if v.is_multiple_of(4) {
+        10
+    } else {
+        11 + (v >> 8) % 180
+    } as u8;
     [first, (v >> 16) as u8, (v >> 24) as u8, (v >> 32) as u8]
 }
 
