@@ -165,7 +165,7 @@ where
             }
         }
     }
-    events.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    events.sort_unstable_by_key(|e| e.0);
     let mut sweep = Sweep {
         bits: vec![0; table.words_per_class],
     };
@@ -437,7 +437,7 @@ impl Classifier {
                 if w == first_word {
                     bits &= u64::MAX << (start % 64);
                 }
-                if w == last_word && end % 64 != 0 {
+                if w == last_word && !end.is_multiple_of(64) {
                     bits &= u64::MAX >> (64 - end % 64);
                 }
                 if bits != 0 {

@@ -7,6 +7,8 @@ pub mod classify;
 pub mod compiled;
 pub mod effective;
 pub mod evaluate;
+pub mod flow_log;
+pub mod flow_table;
 pub mod packet;
 pub mod resolve;
 pub mod settings;

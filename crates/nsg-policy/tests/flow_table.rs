@@ -1,0 +1,413 @@
+//! The flow table with simulated time (quinn's way: a sans-IO core driven by tests).
+
+use nsg_model::rule::Direction::{self, Inbound, Outbound};
+use nsg_model::Environment;
+use nsg_policy::compiled::CompiledPolicy;
+use nsg_policy::flow_log::{FlowLogEvent, FlowState};
+use nsg_policy::flow_table::{needs_flush, FlowTable, PacketOutcome};
+use nsg_policy::packet::{IcmpKind, PacketMeta, TcpFlags, Time};
+use nsg_policy::{Resolver, Settings};
+use serde_json::{json, Value};
+use std::net::IpAddr;
+
+const S: &str = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network";
+const VM: &str = "10.0.1.4";
+const INTERNET: &str = "203.0.113.9";
+const T0: u64 = 1_700_000_000;
+
+/// A NIC in 10.0.1.0/24 whose subnet NSG has `rules`; the VNet's flow timeout optional.
+fn policy(rules: Value, flush_connection: bool, flow_timeout: Option<u32>) -> CompiledPolicy {
+    let mut vnet = json!({"id": format!("{S}/virtualNetworks/vnet"), "type": "Microsoft.Network/virtualNetworks",
+        "properties": {"addressSpace": {"addressPrefixes": ["10.0.0.0/16"]},
+          "subnets": [{"name": "sub", "properties": {"addressPrefix": "10.0.1.0/24",
+             "networkSecurityGroup": {"id": format!("{S}/networkSecurityGroups/nsg")}}}]}});
+    if let Some(minutes) = flow_timeout {
+        vnet["properties"]["flowTimeoutInMinutes"] = json!(minutes);
+    }
+    let env = json!([
+        {"id": format!("{S}/networkSecurityGroups/nsg"), "type": "Microsoft.Network/networkSecurityGroups",
+         "properties": {"flushConnection": flush_connection, "securityRules": rules}},
+        vnet,
+        {"id": format!("{S}/networkInterfaces/nic"), "type": "Microsoft.Network/networkInterfaces",
+         "properties": {"macAddress": "00-0D-3A-00-00-01", "ipConfigurations": [{"name": "ip", "properties": {
+            "privateIPAddress": VM, "subnet": {"id": format!("{S}/virtualNetworks/vnet/subnets/sub")}}}]}}
+    ]);
+    let mut environment = Environment::new();
+    environment.add_value("test", env).unwrap();
+    let catalog = nsg_tags::Catalog::new();
+    let model = nsg_model::validate(&environment, &catalog).unwrap();
+    let mut resolver = Resolver::new(&model, &catalog, Settings::default());
+    let nic = &model.network_interfaces[0];
+    let resolved = resolver.resolve(nic).unwrap();
+    CompiledPolicy::build(resolved, &resolver.sets, Settings::default())
+}
+
+fn allow_ssh_in() -> Value {
+    json!([{"name": "allow-ssh", "properties": {"protocol": "Tcp", "sourceAddressPrefix": "*", "sourcePortRange": "*",
+        "destinationAddressPrefix": "*", "destinationPortRange": "22", "access": "Allow", "priority": 100, "direction": "Inbound"}}])
+}
+
+fn tcp(at: u64, src: &str, sport: u16, dst: &str, dport: u16, flags: TcpFlags) -> PacketMeta {
+    PacketMeta {
+        time: Time::from_secs(at),
+        protocol: 6,
+        src: src.parse().unwrap(),
+        dst: dst.parse().unwrap(),
+        src_port: Some(sport),
+        dst_port: Some(dport),
+        tcp_flags: Some(flags),
+        icmp: None,
+        length: 60,
+    }
+}
+
+const SYN: TcpFlags = TcpFlags {
+    syn: true,
+    ack: false,
+    fin: false,
+    rst: false,
+};
+const SYNACK: TcpFlags = TcpFlags {
+    syn: true,
+    ack: true,
+    fin: false,
+    rst: false,
+};
+const ACK: TcpFlags = TcpFlags {
+    syn: false,
+    ack: true,
+    fin: false,
+    rst: false,
+};
+const FIN: TcpFlags = TcpFlags {
+    syn: false,
+    ack: true,
+    fin: true,
+    rst: false,
+};
+const RST: TcpFlags = TcpFlags {
+    syn: false,
+    ack: false,
+    fin: false,
+    rst: true,
+};
+
+/// Packets and bytes sent, then received.
+type Counts = (u64, u64, u64, u64);
+
+/// Drives one NIC: packets out of the VM are outbound, packets to it inbound.
+struct Nic {
+    policy: CompiledPolicy,
+    table: FlowTable,
+    events: Vec<FlowLogEvent>,
+}
+
+impl Nic {
+    fn new(policy: CompiledPolicy) -> Nic {
+        Nic {
+            policy,
+            table: FlowTable::default(),
+            events: Vec::new(),
+        }
+    }
+    fn send(&mut self, packet: PacketMeta) -> PacketOutcome {
+        let direction: Direction = if packet.src == VM.parse::<IpAddr>().unwrap() {
+            Outbound
+        } else {
+            Inbound
+        };
+        self.table
+            .process(&self.policy, &packet, direction, &mut self.events)
+    }
+    fn states(&self) -> Vec<(FlowState, Option<Counts>)> {
+        self.events
+            .iter()
+            .map(|e| {
+                (
+                    e.state,
+                    e.counters.map(|c| {
+                        (
+                            c.packets_sent,
+                            c.bytes_sent,
+                            c.packets_received,
+                            c.bytes_received,
+                        )
+                    }),
+                )
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn return_traffic_of_an_allowed_flow_passes_without_rules() {
+    let mut nic = Nic::new(policy(json!([]), false, None));
+    // Outbound to the internet: AllowInternetOutBound. Inbound from the internet: DenyAllInBound —
+    // except for the replies of the outbound connection.
+    assert!(matches!(
+        nic.send(tcp(T0, VM, 40000, INTERNET, 443, SYN)),
+        PacketOutcome::NewFlow(_)
+    ));
+    assert_eq!(
+        nic.send(tcp(T0, INTERNET, 443, VM, 40000, SYNACK)),
+        PacketOutcome::Established
+    );
+    assert_eq!(
+        nic.send(tcp(T0 + 1, VM, 40000, INTERNET, 443, ACK)),
+        PacketOutcome::Established
+    );
+    // The same remote on another port is a new, inbound flow: denied.
+    assert!(matches!(
+        nic.send(tcp(T0 + 1, INTERNET, 443, VM, 40001, SYN)),
+        PacketOutcome::Denied(_)
+    ));
+    assert_eq!(nic.table.len(), 1);
+}
+
+#[test]
+fn idle_flows_expire_after_four_minutes_or_the_vnet_timeout() {
+    let mut nic = Nic::new(policy(json!([]), false, None));
+    nic.send(tcp(T0, VM, 40000, INTERNET, 443, SYN));
+    assert_eq!(
+        nic.send(tcp(T0 + 239, INTERNET, 443, VM, 40000, ACK)),
+        PacketOutcome::Established
+    );
+    // 240 s after the last packet the record is gone: the reply is a new inbound flow.
+    assert!(matches!(
+        nic.send(tcp(T0 + 239 + 240, INTERNET, 443, VM, 40000, ACK)),
+        PacketOutcome::Denied(_)
+    ));
+
+    let mut nic = Nic::new(policy(json!([]), false, Some(10)));
+    nic.send(tcp(T0, VM, 40000, INTERNET, 443, SYN));
+    assert_eq!(
+        nic.send(tcp(T0 + 599, INTERNET, 443, VM, 40000, ACK)),
+        PacketOutcome::Established
+    );
+    assert!(matches!(
+        nic.send(tcp(T0 + 599 + 600, INTERNET, 443, VM, 40000, ACK)),
+        PacketOutcome::Denied(_)
+    ));
+}
+
+#[test]
+fn deleting_the_allowing_rule_spares_existing_flows() {
+    let with_rule = policy(allow_ssh_in(), false, None);
+    let without_rule = policy(json!([]), false, None);
+    assert!(!needs_flush(with_rule.policy(), without_rule.policy()));
+    let mut nic = Nic::new(with_rule);
+    assert!(matches!(
+        nic.send(tcp(T0, INTERNET, 50000, VM, 22, SYN)),
+        PacketOutcome::NewFlow(_)
+    ));
+    nic.policy = without_rule;
+    assert_eq!(
+        nic.send(tcp(T0 + 5, INTERNET, 50000, VM, 22, ACK)),
+        PacketOutcome::Established
+    );
+    assert_eq!(
+        nic.send(tcp(T0 + 5, VM, 22, INTERNET, 50000, ACK)),
+        PacketOutcome::Established
+    );
+    assert!(
+        matches!(
+            nic.send(tcp(T0 + 6, INTERNET, 50001, VM, 22, SYN)),
+            PacketOutcome::Denied(_)
+        ),
+        "new connections meet the new rules"
+    );
+}
+
+#[test]
+fn flush_connection_re_evaluates_existing_flows() {
+    let mut nic = Nic::new(policy(allow_ssh_in(), true, None));
+    nic.send(tcp(T0, INTERNET, 50000, VM, 22, SYN));
+    nic.send(tcp(T0, VM, 40000, INTERNET, 443, SYN));
+    let new_policy = policy(json!([]), true, None);
+    assert!(needs_flush(nic.policy.policy(), new_policy.policy()));
+    nic.policy = new_policy;
+    nic.table
+        .flush(&nic.policy, Time::from_secs(T0 + 10), &mut nic.events);
+    assert_eq!(
+        nic.table.stats().flushed,
+        1,
+        "the SSH flow is now denied; the outbound one is still allowed"
+    );
+    assert!(matches!(
+        nic.send(tcp(T0 + 11, INTERNET, 50000, VM, 22, ACK)),
+        PacketOutcome::Denied(_)
+    ));
+    assert_eq!(
+        nic.send(tcp(T0 + 11, INTERNET, 443, VM, 40000, ACK)),
+        PacketOutcome::Established
+    );
+}
+
+#[test]
+fn a_full_table_refuses_new_flows_and_keeps_established_ones() {
+    let mut nic = Nic::new(policy(allow_ssh_in(), false, None));
+    nic.table = FlowTable::with_capacity(2);
+    for port in [40000, 40001] {
+        assert!(matches!(
+            nic.send(tcp(T0, VM, port, INTERNET, 443, SYN)),
+            PacketOutcome::NewFlow(_)
+        ));
+    }
+    assert_eq!(
+        nic.send(tcp(T0, VM, 40002, INTERNET, 443, SYN)),
+        PacketOutcome::TableFull
+    );
+    assert_eq!(nic.table.stats().refused, 1);
+    assert_eq!(
+        nic.send(tcp(T0 + 1, INTERNET, 443, VM, 40001, ACK)),
+        PacketOutcome::Established
+    );
+    // Capacity is per direction: inbound flows still fit.
+    assert!(matches!(
+        nic.send(tcp(T0 + 1, INTERNET, 50000, VM, 22, SYN)),
+        PacketOutcome::NewFlow(_)
+    ));
+    assert_eq!(
+        (nic.table.flows_in(Outbound), nic.table.flows_in(Inbound)),
+        (2, 1)
+    );
+}
+
+#[test]
+fn rst_ends_a_flow_and_fin_from_both_sides_closes_it() {
+    let mut nic = Nic::new(policy(json!([]), false, None));
+    nic.send(tcp(T0, VM, 40000, INTERNET, 443, SYN));
+    assert_eq!(
+        nic.send(tcp(T0 + 1, INTERNET, 443, VM, 40000, RST)),
+        PacketOutcome::Established
+    );
+    assert!(matches!(
+        nic.send(tcp(T0 + 2, INTERNET, 443, VM, 40000, ACK)),
+        PacketOutcome::Denied(_)
+    ));
+
+    nic.send(tcp(T0, VM, 40001, INTERNET, 443, SYN));
+    nic.send(tcp(T0 + 1, VM, 40001, INTERNET, 443, FIN));
+    assert_eq!(
+        nic.send(tcp(T0 + 1, INTERNET, 443, VM, 40001, FIN)),
+        PacketOutcome::Established
+    );
+    // The last ACK within the grace period is absorbed; later packets are new flows.
+    assert_eq!(
+        nic.send(tcp(T0 + 2, VM, 40001, INTERNET, 443, ACK)),
+        PacketOutcome::Established
+    );
+    assert!(matches!(
+        nic.send(tcp(T0 + 30, INTERNET, 443, VM, 40001, ACK)),
+        PacketOutcome::Denied(_)
+    ));
+}
+
+#[test]
+fn icmp_echo_is_a_flow_and_other_icmp_is_decided_per_packet() {
+    let mut nic = Nic::new(policy(json!([]), false, None));
+    let icmp = |at, src: &str, dst: &str, kind| PacketMeta {
+        time: Time::from_secs(at),
+        protocol: 1,
+        src: src.parse().unwrap(),
+        dst: dst.parse().unwrap(),
+        src_port: None,
+        dst_port: None,
+        tcp_flags: None,
+        icmp: Some(kind),
+        length: 84,
+    };
+    assert!(matches!(
+        nic.send(icmp(T0, VM, INTERNET, IcmpKind::EchoRequest { id: 7 })),
+        PacketOutcome::NewFlow(_)
+    ));
+    assert_eq!(
+        nic.send(icmp(T0, INTERNET, VM, IcmpKind::EchoReply { id: 7 })),
+        PacketOutcome::Established
+    );
+    assert!(matches!(
+        nic.send(icmp(T0, INTERNET, VM, IcmpKind::EchoReply { id: 8 })),
+        PacketOutcome::Denied(_)
+    ));
+    let unreachable = IcmpKind::Other {
+        icmp_type: 3,
+        code: 1,
+    };
+    assert!(matches!(
+        nic.send(icmp(T0, INTERNET, VM, unreachable)),
+        PacketOutcome::Denied(_)
+    ));
+    assert!(matches!(
+        nic.send(icmp(T0, VM, INTERNET, unreachable)),
+        PacketOutcome::AllowedStateless(_)
+    ));
+    assert_eq!(nic.table.len(), 1);
+}
+
+#[test]
+fn flow_log_events_begin_continue_every_five_minutes_and_end() {
+    let mut nic = Nic::new(policy(json!([]), false, Some(30)));
+    nic.send(tcp(T0, VM, 40000, INTERNET, 443, SYN)); // B
+    nic.send(tcp(T0 + 1, INTERNET, 443, VM, 40000, SYNACK));
+    nic.send(tcp(T0 + 200, VM, 40000, INTERNET, 443, ACK));
+    nic.send(tcp(T0 + 301, INTERNET, 443, VM, 40000, ACK)); // C: 2 out, 2 in since B
+    nic.send(tcp(T0 + 400, VM, 40000, INTERNET, 443, FIN));
+    nic.send(tcp(T0 + 401, INTERNET, 443, VM, 40000, FIN)); // E: 1 out, 1 in since C
+    assert_eq!(
+        nic.states(),
+        vec![
+            (FlowState::Begin, None),
+            (FlowState::Continuing, Some((2, 120, 2, 120))),
+            (FlowState::End, Some((1, 60, 1, 60))),
+        ]
+    );
+    let begin = &nic.events[0];
+    assert_eq!(begin.rule_name, "AllowInternetOutBound");
+    assert_eq!(
+        (begin.src.to_string(), begin.dst_port),
+        (VM.to_string(), 443)
+    );
+    assert_eq!(nic.events[2].time, Time::from_secs(T0 + 401));
+
+    // An idle flow ends at its last packet plus the timeout.
+    let mut nic = Nic::new(policy(json!([]), false, None));
+    nic.send(tcp(T0, VM, 40000, INTERNET, 443, SYN));
+    nic.table
+        .tick(&nic.policy, Time::from_secs(T0 + 1000), &mut nic.events);
+    assert_eq!(
+        nic.states(),
+        vec![
+            (FlowState::Begin, None),
+            (FlowState::End, Some((1, 60, 0, 0)))
+        ],
+        "the SYN counts in the end tuple"
+    );
+    assert_eq!(nic.events[1].time, Time::from_secs(T0 + 240));
+    assert!(nic.table.is_empty());
+}
+
+#[test]
+fn denied_attempts_are_logged_once_a_minute() {
+    let mut nic = Nic::new(policy(json!([]), false, None));
+    for second in 0..10 {
+        nic.send(tcp(T0 - T0 % 60 + second, INTERNET, 50000, VM, 23, SYN));
+    }
+    nic.send(tcp(T0 - T0 % 60 + 61, INTERNET, 50000, VM, 23, SYN));
+    let denied: Vec<_> = nic
+        .events
+        .iter()
+        .filter(|e| e.access == nsg_model::rule::Access::Deny)
+        .collect();
+    assert_eq!(denied.len(), 2);
+    assert_eq!(denied[0].rule_name, "DenyAllInBound");
+    assert_eq!(denied[0].state, FlowState::Begin);
+}
+
+#[test]
+fn a_record_costs_at_most_128_bytes() {
+    assert!(
+        FlowTable::bytes_per_flow() <= 128,
+        "{} bytes",
+        FlowTable::bytes_per_flow()
+    );
+}
