@@ -11,6 +11,8 @@ use std::net::IpAddr;
 pub struct NetworkSecurityGroup {
     pub id: ResourceId,
     pub location: Option<String>,
+    /// `resourceGuid`, when the document has one (flow logs call it `systemId`).
+    pub resource_guid: Option<String>,
     pub flush_connection: bool,
     /// The user's rules, in document order.
     pub rules: Vec<Rule>,

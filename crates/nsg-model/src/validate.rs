@@ -189,10 +189,11 @@ impl<'t> Validator<'t> {
 
     fn top_level_ids<P>(&mut self, docs: &[arm::Resource<P>]) -> Vec<Option<ResourceId>> {
         docs.iter()
-            .map(|doc| {
-                let name = doc.name.clone().unwrap_or_default();
+            .enumerate()
+            .map(|(position, doc)| {
+                let label = document_label(doc, position);
                 let at = At {
-                    resource: &name,
+                    resource: &label,
                     rule: None,
                     path: String::new(),
                 };
@@ -458,9 +459,10 @@ impl<'t> Validator<'t> {
 
     /// Subnet documents whose VNet is not in the environment.
     fn orphan_subnets(&mut self, env: &Environment, model: &Model) {
-        for doc in &env.subnets {
+        for (position, doc) in env.subnets.iter().enumerate() {
+            let label = document_label(doc, position);
             let at = At {
-                resource: doc.id.as_deref().unwrap_or_default(),
+                resource: &label,
                 rule: None,
                 path: String::new(),
             };
@@ -621,6 +623,12 @@ impl<'t> Validator<'t> {
         model::NetworkSecurityGroup {
             id: id.clone(),
             location: doc.location.clone(),
+            resource_guid: doc
+                .properties
+                .extra
+                .get("resourceGuid")
+                .and_then(|g| g.as_str())
+                .map(str::to_string),
             flush_connection: doc.properties.flush_connection.unwrap_or(false),
             rules,
             default_rules: default_rules(),
@@ -629,9 +637,10 @@ impl<'t> Validator<'t> {
 
     /// Rule documents whose NSG is not in the environment.
     fn orphan_rules(&mut self, env: &Environment, model: &Model) {
-        for doc in &env.security_rules {
+        for (position, doc) in env.security_rules.iter().enumerate() {
+            let label = document_label(doc, position);
             let at = At {
-                resource: doc.id.as_deref().unwrap_or_default(),
+                resource: &label,
                 rule: doc.name.as_deref(),
                 path: String::new(),
             };
@@ -1312,6 +1321,21 @@ impl<'t> Validator<'t> {
             }
         }
     }
+}
+
+/// What an error calls a document: its id, else its name, else its type and position.
+fn document_label<P>(doc: &arm::Resource<P>, position: usize) -> String {
+    doc.id
+        .clone()
+        .or_else(|| doc.name.clone())
+        .filter(|label| !label.is_empty())
+        .unwrap_or_else(|| {
+            format!(
+                "{} #{}",
+                doc.resource_type.as_deref().unwrap_or("resource"),
+                position + 1
+            )
+        })
 }
 
 fn member_vnets(model: &Model, asg: &ResourceId) -> BTreeSet<ResourceId> {

@@ -119,23 +119,70 @@ impl Sweep {
     }
 }
 
-/// Intervals of one axis (`u32` for IPv4 and ports, `u128` for IPv6), each with its class.
+/// A point on an axis: an IPv4 address or port (`u32`), or an IPv6 address (`u128`).
+trait AxisKey: Copy + Ord + Default {
+    /// The top 16 bits, which pick a bucket of the axis index.
+    fn bucket(self) -> usize;
+}
+
+impl AxisKey for u32 {
+    fn bucket(self) -> usize {
+        (self >> 16) as usize
+    }
+}
+
+impl AxisKey for u128 {
+    fn bucket(self) -> usize {
+        (self >> 112) as usize
+    }
+}
+
+/// Axes shorter than this are searched directly; longer ones get a bucket index.
+const INDEXED_AXIS: usize = 256;
+
+/// Intervals of one axis, each with its class.
 #[derive(Clone, Debug, Default)]
 struct Axis<T> {
     starts: Vec<T>,
     classes: Vec<u32>,
+    /// For long axes: `buckets[b]..buckets[b + 1]` are the intervals starting in bucket `b`
+    /// (the top 16 bits), so a lookup searches a few starts instead of all of them.
+    buckets: Vec<u32>,
 }
 
-impl<T: Copy + Ord> Axis<T> {
+impl<T: AxisKey> Axis<T> {
+    fn index(&mut self) {
+        if self.starts.len() < INDEXED_AXIS {
+            return;
+        }
+        let mut buckets = Vec::with_capacity(65537);
+        let mut i = 0;
+        for b in 0..=65536usize {
+            while i < self.starts.len() && self.starts[i].bucket() < b {
+                i += 1;
+            }
+            buckets.push(i as u32);
+        }
+        self.buckets = buckets;
+    }
+
+    #[inline]
     fn lookup(&self, x: T) -> u32 {
-        let i = self.starts.partition_point(|&s| s <= x);
+        let i = if self.buckets.is_empty() {
+            self.starts.partition_point(|&s| s <= x)
+        } else {
+            let b = x.bucket();
+            let (low, high) = (self.buckets[b] as usize, self.buckets[b + 1] as usize);
+            low + self.starts[low..high].partition_point(|&s| s <= x)
+        };
+        // The first interval starts at 0, so `i >= 1`.
         self.classes[i - 1]
     }
 }
 
 /// Builds an axis from per-rule inclusive ranges (each rule's ranges disjoint). `always` rules
 /// match the whole axis; `domain`, if given, limits where answers exist.
-fn build_axis<T>(
+fn build_axis<T: AxisKey>(
     table: &mut ClassTable,
     rules: usize,
     always: &[usize],
@@ -143,10 +190,7 @@ fn build_axis<T>(
     domain: Option<&[(T, T)]>,
     max: T,
     next: impl Fn(T) -> T,
-) -> Axis<T>
-where
-    T: Copy + Ord + Default,
-{
+) -> Axis<T> {
     // (position, rule, on): turn the rule on at the start of a range, off after its end.
     let mut events: Vec<(T, bool, usize)> = Vec::with_capacity(ranges.len() * 2);
     for &(rule, low, high) in ranges {
@@ -176,6 +220,7 @@ where
     let mut axis = Axis {
         starts: Vec::new(),
         classes: Vec::new(),
+        buckets: Vec::new(),
     };
     let emit = |axis: &mut Axis<T>, at: T, class: u32| {
         if axis.classes.last() != Some(&class) {
@@ -206,6 +251,7 @@ where
         }
         position = events[i].0;
     }
+    axis.index();
     axis
 }
 
@@ -456,6 +502,15 @@ impl Classifier {
             + axes(&self.destination)
             + (self.source_port.axis.starts.len() + self.destination_port.axis.starts.len()) * 8
             + 256 * 4
+    }
+
+    /// Number of elementary intervals over all fields.
+    pub fn interval_count(&self) -> usize {
+        let address = |f: &AddressField| f.v4.starts.len() + f.v6.starts.len();
+        address(&self.source)
+            + address(&self.destination)
+            + self.source_port.axis.starts.len()
+            + self.destination_port.axis.starts.len()
     }
 
     /// Number of distinct classes (bitsets) over all fields.

@@ -130,6 +130,15 @@ impl CompiledPolicy {
         &self.sets
     }
 
+    /// Classes and elementary intervals of the two classifiers.
+    pub fn shape(&self) -> (usize, usize) {
+        let c = [&self.inbound.classifier, &self.outbound.classifier];
+        (
+            c.iter().map(|c| c.class_count()).sum(),
+            c.iter().map(|c| c.interval_count()).sum(),
+        )
+    }
+
     /// Bytes used by the classifiers.
     pub fn memory_bytes(&self) -> usize {
         self.inbound.classifier.memory_bytes() + self.outbound.classifier.memory_bytes()

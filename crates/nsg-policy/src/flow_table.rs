@@ -15,7 +15,7 @@ use crate::compiled::{CompiledPolicy, Verdict};
 use crate::evaluate::{Endpoint, Flow, PlatformRule};
 use crate::flow_log::{FlowCounters, FlowLogEvent, FlowState};
 use crate::packet::{IcmpKind, PacketMeta, Time};
-use crate::resolve::NicPolicy;
+use crate::resolve::{NicPolicy, ResolvedRule, Stage};
 use nsg_model::rule::{ip_proto, protocol_has_ports, Access, Direction};
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
@@ -134,15 +134,53 @@ struct FlowRecord {
     /// The direction of the first packet, seen from the NIC.
     initiator: Direction,
     tcp: TcpState,
-    /// The stage and rule that allowed the flow (for flow logs), if an NSG rule did.
-    logged_by: Option<(u8, u16)>,
+    /// The rule that allowed the flow (for flow logs), if an NSG rule did.
+    logged_by: Option<RuleAt>,
+}
+
+/// A rule of a NIC's policy: the `rule`-th rule of the `stage`-th stage of `direction`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RuleAt {
+    pub direction: Direction,
+    pub stage: u8,
+    pub rule: u16,
+}
+
+impl RuleAt {
+    /// The stage and rule in `policy`.
+    pub fn resolve(self, policy: &NicPolicy) -> Option<(&Stage, &ResolvedRule)> {
+        let stage = policy.stages(self.direction).get(usize::from(self.stage))?;
+        Some((stage, stage.rules.get(usize::from(self.rule))?))
+    }
+}
+
+/// The rule that logs a flow of `direction` decided by `verdict`: a deny by the denying stage,
+/// an allow by the last allowing stage — in both cases the last stage with a rule (reference
+/// §6.2). None when no NSG or a platform rule decided.
+pub fn logging_rule(verdict: &Verdict, direction: Direction) -> Option<RuleAt> {
+    if verdict.platform.is_some() {
+        return None;
+    }
+    verdict
+        .stage_rules
+        .iter()
+        .enumerate()
+        .rev()
+        .find_map(|(stage, rule)| {
+            rule.map(|rule| RuleAt {
+                direction,
+                stage: stage as u8,
+                rule,
+            })
+        })
 }
 
 /// What happened to a packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PacketOutcome {
-    /// Part of a flow with a record: forwarded without rule evaluation.
-    Established,
+    /// Part of a flow with a record: forwarded without rule evaluation. Carries the rule that
+    /// allowed the flow, if an NSG rule did.
+    Established(Option<RuleAt>),
     /// The first packet of a flow the policy allows: forwarded, a record created.
     NewFlow(Verdict),
     /// Decided by the policy and allowed without a record (ICMP messages other than echo).
@@ -157,7 +195,7 @@ impl PacketOutcome {
     pub fn forwarded(&self) -> bool {
         matches!(
             self,
-            PacketOutcome::Established
+            PacketOutcome::Established(_)
                 | PacketOutcome::NewFlow(_)
                 | PacketOutcome::AllowedStateless(_)
         )
@@ -225,6 +263,11 @@ impl FlowTable {
         self.per_direction[direction_index(direction)]
     }
 
+    /// Bytes the table's storage takes, spare capacity included.
+    pub fn allocated_bytes(&self) -> usize {
+        self.flows.capacity() * FlowTable::bytes_per_flow()
+    }
+
     /// Bytes one record costs: key, value and the hash table's control byte.
     pub const fn bytes_per_flow() -> usize {
         std::mem::size_of::<FlowKey>() + std::mem::size_of::<FlowRecord>() + 1
@@ -246,7 +289,7 @@ impl FlowTable {
             if let Some(mut record) = self.flows.get(&key).copied() {
                 if now.secs_since(record.last_seen) < idle_limit(&record, timeout) {
                     self.established(policy, key, &mut record, packet, direction, events);
-                    return PacketOutcome::Established;
+                    return PacketOutcome::Established(record.logged_by);
                 }
                 self.remove(
                     policy,
@@ -292,7 +335,7 @@ impl FlowTable {
             self.stats.refused += 1;
             return PacketOutcome::TableFull;
         }
-        let logged_by = logging_rule(&verdict);
+        let logged_by = logging_rule(&verdict, direction);
         let mut record = FlowRecord {
             last_seen: now,
             last_report: now,
@@ -430,13 +473,10 @@ impl FlowTable {
         record.bytes_forward = 0;
         record.bytes_reverse = 0;
         record.last_report = at;
-        let (stage, rule) = record.logged_by?;
         event(
             policy,
             key,
-            record.initiator,
-            stage,
-            rule,
+            record.logged_by?,
             Access::Allow,
             state,
             at,
@@ -491,7 +531,7 @@ impl FlowTable {
                 self.stats.flushed += 1;
                 self.remove(policy, key, record, now, events);
             } else {
-                record.logged_by = logging_rule(&verdict);
+                record.logged_by = logging_rule(&verdict, record.initiator);
                 self.flows.insert(key, record);
             }
         }
@@ -536,21 +576,6 @@ fn initiator_flow(key: FlowKey, initiator: Direction) -> Flow {
     }
 }
 
-/// The rule that logs an allowed flow: the allowing rule of the last stage (reference §6.2);
-/// none when no NSG or a platform rule decided.
-fn logging_rule(verdict: &Verdict) -> Option<(u8, u16)> {
-    if verdict.platform.is_some() {
-        return None;
-    }
-    let (stage, rule) = verdict
-        .stage_rules
-        .iter()
-        .enumerate()
-        .rev()
-        .find_map(|(s, r)| r.map(|r| (s as u8, r)))?;
-    Some((stage, rule))
-}
-
 #[allow(clippy::too_many_arguments)]
 fn log_event(
     policy: &CompiledPolicy,
@@ -565,11 +590,14 @@ fn log_event(
     if verdict.platform == Some(PlatformRule::BlockOutboundSmtp) {
         return None;
     }
-    // A deny is logged by the denying stage, an allow by the last allowing stage: both are the
-    // last stage with a rule.
-    let (stage, rule) = logging_rule(verdict)?;
     event(
-        policy, key, direction, stage, rule, access, state, at, counters,
+        policy,
+        key,
+        logging_rule(verdict, direction)?,
+        access,
+        state,
+        at,
+        counters,
     )
 }
 
@@ -577,17 +605,15 @@ fn log_event(
 fn event(
     policy: &CompiledPolicy,
     key: FlowKey,
-    initiator: Direction,
-    stage: u8,
-    rule: u16,
+    rule: RuleAt,
     access: Access,
     state: FlowState,
     at: Time,
     counters: Option<FlowCounters>,
 ) -> Option<FlowLogEvent> {
     let nic = policy.policy();
-    let stage = nic.stages(initiator).get(usize::from(stage))?;
-    let rule = stage.rules.get(usize::from(rule))?;
+    let initiator = rule.direction;
+    let (stage, rule) = rule.resolve(nic)?;
     let flow = initiator_flow(key, initiator);
     let (source, destination) = flow.source_destination();
     Some(FlowLogEvent {

@@ -72,27 +72,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Quick benchmarks; one line per figure.
-    #[command(subcommand)]
-    Bench(BenchCommand),
-}
-
-#[derive(Subcommand)]
-enum BenchCommand {
-    /// IP flow verify on a generated environment: load, validate, resolve and per-query times.
-    Verify {
-        /// Number of NSGs (and of subnets and NICs).
-        #[arg(long, default_value_t = 1000)]
-        nsgs: usize,
-        /// Custom rules per NSG (half inbound, half outbound).
-        #[arg(long, default_value_t = 200)]
-        rules: usize,
+    /// Quick benchmarks; one line per figure, each next to a naive baseline.
+    Bench {
+        /// Which figures.
+        #[arg(long, value_enum, default_value = "all")]
+        workload: opennsg::bench::Workload,
         /// Service tag files whose tags the generated rules use.
         #[arg(long = "service-tags", value_name = "FILE")]
         service_tags: Vec<PathBuf>,
-        /// Number of queries timed.
-        #[arg(long, default_value_t = 200_000)]
-        queries: usize,
+        /// ClassBench filter files to measure besides the generated sets (repeatable).
+        #[arg(long, value_name = "FILE")]
+        classbench: Vec<PathBuf>,
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
@@ -175,18 +165,16 @@ fn run(cli: Cli) -> Result<u8> {
             verify(&loaded, &nic, &flow, json, explain)
         }
         Command::Effective { env, nic, json } => effective(&load(&env)?, &nic, json),
-        Command::Bench(BenchCommand::Verify {
-            nsgs,
-            rules,
+        Command::Bench {
+            workload,
             service_tags,
-            queries,
+            classbench,
             seed,
-        }) => {
-            opennsg::bench::verify(&opennsg::bench::VerifyBench {
-                nsgs,
-                rules_per_nsg: rules,
+        } => {
+            opennsg::bench::run(&opennsg::bench::Options {
+                workload,
                 service_tags,
-                queries,
+                classbench,
                 seed,
             })?;
             Ok(0)

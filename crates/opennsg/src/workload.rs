@@ -1,7 +1,16 @@
 //! Synthetic environments for benchmarks: many NSGs with many rules, sides drawn from real
 //! service tags, prefix lists and ASGs. Deterministic for a given seed, so runs compare.
 
+use ipnet::IpNet;
+use nsg_model::rule::{ip_proto, protocol_has_ports, Access, Direction, PortRange};
+use nsg_model::Environment;
+use nsg_policy::classify::{Classifier, Domains, FieldRule, Header, ProtocolSet};
+use nsg_policy::evaluate::match_fields;
+use nsg_policy::resolve::SideMatch;
+use nsg_policy::{Endpoint, Flow, NicPolicy, Resolver, SetArena, Settings};
+use nsg_tags::{Catalog, PrefixSet};
 use serde_json::{json, Value};
+use std::net::{IpAddr, Ipv4Addr};
 
 /// A small, fast, deterministic generator (SplitMix64); benchmarks need repeatability, not
 /// cryptographic quality.
@@ -156,5 +165,173 @@ fn ports(rng: &mut SplitMix64, properties: &mut Value, which: &str, mostly_any: 
             .map(|_| rng.below(65536).to_string())
             .collect();
         properties[format!("{which}Ranges")] = json!(list);
+    }
+}
+
+/// Workload (a): one NIC behind a subnet NSG and a NIC NSG of `rules_per_nsg` rules each, sides
+/// drawn from the loaded service tags and from prefix lists of up to 4,000 addresses.
+pub struct NsgWorkload {
+    pub policy: NicPolicy,
+    pub sets: SetArena,
+    /// Flows at the NIC: half aimed into the rules' address sets, half anywhere.
+    pub flows: Vec<Flow>,
+}
+
+pub fn nsg_workload(
+    catalog: &Catalog,
+    rules_per_nsg: usize,
+    flows: usize,
+    seed: u64,
+) -> anyhow::Result<NsgWorkload> {
+    let shape = Shape {
+        nsgs: 2,
+        rules_per_nsg,
+        tags: catalog.iter().map(|t| t.name.clone()).collect(),
+        max_prefixes_per_side: 4000,
+    };
+    let mut env = Environment::new();
+    env.add_value("generated", environment(&shape, seed))?;
+    let model = nsg_model::validate(&env, catalog)
+        .map_err(|e| anyhow::anyhow!("generated environment invalid: {:?}", e.first()))?;
+    let mut resolver = Resolver::new(&model, catalog, Settings::default());
+    let policy = resolver.resolve(&model.network_interfaces[0])?;
+    let sets = std::mem::take(&mut resolver.sets);
+    let mut rng = SplitMix64::new(seed ^ 0xF10E);
+    let flows = (0..flows)
+        .map(|_| aimed_flow(&mut rng, &policy, &sets))
+        .collect();
+    Ok(NsgWorkload {
+        policy,
+        sets,
+        flows,
+    })
+}
+
+/// A flow at the NIC of `policy`; half the time the remote address is drawn from a rule's set.
+fn aimed_flow(rng: &mut SplitMix64, policy: &NicPolicy, sets: &SetArena) -> Flow {
+    let direction = if rng.below(2) == 0 {
+        Direction::Inbound
+    } else {
+        Direction::Outbound
+    };
+    let stages = policy.stages(direction);
+    let remote_set = (rng.below(2) == 0)
+        .then(|| {
+            let rules: Vec<_> = stages.iter().flat_map(|s| &s.rules).collect();
+            let rule = rules[rng.below(rules.len() as u64) as usize];
+            let remote = if direction == Direction::Inbound {
+                rule.source
+            } else {
+                rule.destination
+            };
+            match remote {
+                SideMatch::Set(id) => Some(sets.get(id)),
+                SideMatch::Any => None,
+            }
+        })
+        .flatten()
+        .filter(|set| !set.v4_ranges().is_empty());
+    let remote = match remote_set {
+        Some(set) => {
+            let ranges = set.v4_ranges();
+            let (low, high) = ranges[rng.below(ranges.len() as u64) as usize];
+            Ipv4Addr::from(low + (rng.next_u64() % (u64::from(high - low) + 1)) as u32)
+        }
+        None => Ipv4Addr::from(random_ipv4(rng)),
+    };
+    let protocol = *rng.pick(&[ip_proto::TCP, ip_proto::TCP, ip_proto::UDP, ip_proto::ICMP]);
+    let port = |rng: &mut SplitMix64| {
+        let any = rng.below(65536) as u16;
+        protocol_has_ports(protocol)
+            .then(|| *rng.pick(&[22u16, 80, 443, 1433, 3389, 8080, 50000, any]))
+    };
+    Flow {
+        direction,
+        protocol,
+        local: Endpoint {
+            ip: policy.addresses[0].addr(),
+            port: port(rng),
+        },
+        remote: Endpoint {
+            ip: IpAddr::V4(remote),
+            port: port(rng),
+        },
+    }
+}
+
+/// The naive baseline: each stage's rules scanned in order with the reference's field match,
+/// the first match deciding — the reference evaluator without its explanation.
+pub fn naive_decide(policy: &NicPolicy, sets: &SetArena, flow: &Flow) -> Access {
+    for stage in policy.stages(flow.direction) {
+        let rule = stage
+            .rules
+            .iter()
+            .find(|r| r.applies && match_fields(r, sets, flow).all());
+        if let Some(rule) = rule {
+            if rule.access == Access::Deny {
+                return Access::Deny;
+            }
+        }
+    }
+    Access::Allow
+}
+
+/// ClassBench rules as classifier rules; the prefix sets are built once and borrowed.
+pub struct ClassBenchSets(Vec<(PrefixSet, PrefixSet)>);
+
+impl ClassBenchSets {
+    pub fn new(rules: &[classbench::Rule]) -> ClassBenchSets {
+        ClassBenchSets(
+            rules
+                .iter()
+                .map(|r| {
+                    (
+                        PrefixSet::from_nets([IpNet::V4(r.src)]),
+                        PrefixSet::from_nets([IpNet::V4(r.dst)]),
+                    )
+                })
+                .collect(),
+        )
+    }
+
+    pub fn field_rules<'a>(&'a self, rules: &[classbench::Rule]) -> Vec<FieldRule<'a>> {
+        rules
+            .iter()
+            .zip(&self.0)
+            .map(|(r, (src, dst))| FieldRule {
+                source: (r.src.prefix_len() > 0).then_some(src),
+                destination: (r.dst.prefix_len() > 0).then_some(dst),
+                source_ports: vec![PortRange {
+                    low: r.src_ports.0,
+                    high: r.src_ports.1,
+                }],
+                destination_ports: vec![PortRange {
+                    low: r.dst_ports.0,
+                    high: r.dst_ports.1,
+                }],
+                protocols: match r.protocol {
+                    Some(p) => ProtocolSet::default().with(p),
+                    None => ProtocolSet::ALL,
+                },
+                matches_portless: true,
+                active: true,
+            })
+            .collect()
+    }
+}
+
+/// Builds the classifier of a ClassBench rule set (prefix sets included, as a user's build would).
+pub fn classbench_classifier(rules: &[classbench::Rule]) -> Classifier {
+    let sets = ClassBenchSets::new(rules);
+    Classifier::build(&sets.field_rules(rules), &Domains::default())
+}
+
+pub fn classbench_header(h: &classbench::Header) -> Header {
+    Header {
+        protocol: h.protocol,
+        source: IpAddr::V4(h.src),
+        destination: IpAddr::V4(h.dst),
+        source_port: Some(h.src_port),
+        destination_port: Some(h.dst_port),
     }
 }
