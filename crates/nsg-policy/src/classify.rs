@@ -16,6 +16,9 @@
 use nsg_model::rule::PortRange;
 use nsg_tags::PrefixSet;
 use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
+
+type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<rustc_hash::FxHasher>>;
 use std::net::IpAddr;
 
 /// A set of IP protocol numbers.
@@ -58,7 +61,7 @@ struct ClassTable {
     summary_words_per_class: usize,
     words: Vec<u64>,
     summaries: Vec<u64>,
-    ids: HashMap<Vec<u64>, u32>,
+    ids: FastMap<Vec<u64>, u32>,
 }
 
 impl ClassTable {
@@ -69,7 +72,7 @@ impl ClassTable {
             summary_words_per_class: words_per_class.div_ceil(64),
             words: Vec::new(),
             summaries: Vec::new(),
-            ids: HashMap::new(),
+            ids: FastMap::default(),
         }
     }
 
@@ -90,8 +93,11 @@ impl ClassTable {
         id
     }
 
-    fn word(&self, class: u32, index: usize) -> u64 {
-        self.words[class as usize * self.words_per_class + index]
+    /// The bitset of `class`.
+    #[inline]
+    fn class_words(&self, class: u32) -> &[u64] {
+        let start = class as usize * self.words_per_class;
+        &self.words[start..start + self.words_per_class]
     }
 
     fn summary(&self, class: u32, index: usize) -> u64 {
@@ -427,7 +433,7 @@ impl Classifier {
             *class = table.intern(&bits);
         }
         // The interning map is only needed while building.
-        table.ids = HashMap::new();
+        table.ids = FastMap::default();
         Classifier {
             rules: rules.len(),
             table,
@@ -459,16 +465,12 @@ impl Classifier {
         if start >= end {
             return None;
         }
-        let [a, b, c, d, e] = classes.0;
         let t = &self.table;
+        let [a, b, c, d, e] = classes.0.map(|class| t.class_words(class));
         let first_word = start / 64;
         let last_word = (end - 1) / 64;
         for s in first_word / 64..=last_word / 64 {
-            let mut summary = t.summary(a, s)
-                & t.summary(b, s)
-                & t.summary(c, s)
-                & t.summary(d, s)
-                & t.summary(e, s);
+            let mut summary = classes.0.iter().fold(u64::MAX, |acc, &class| acc & t.summary(class, s));
             while summary != 0 {
                 let w = s * 64 + summary.trailing_zeros() as usize;
                 summary &= summary - 1;
@@ -478,8 +480,7 @@ impl Classifier {
                 if w > last_word {
                     return None;
                 }
-                let mut bits =
-                    t.word(a, w) & t.word(b, w) & t.word(c, w) & t.word(d, w) & t.word(e, w);
+                let mut bits = a[w] & b[w] & c[w] & d[w] & e[w];
                 if w == first_word {
                     bits &= u64::MAX << (start % 64);
                 }
