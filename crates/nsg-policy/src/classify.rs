@@ -470,7 +470,10 @@ impl Classifier {
         let first_word = start / 64;
         let last_word = (end - 1) / 64;
         for s in first_word / 64..=last_word / 64 {
-            let mut summary = classes.0.iter().fold(u64::MAX, |acc, &class| acc & t.summary(class, s));
+            let mut summary = classes
+                .0
+                .iter()
+                .fold(u64::MAX, |acc, &class| acc & t.summary(class, s));
             while summary != 0 {
                 let w = s * 64 + summary.trailing_zeros() as usize;
                 summary &= summary - 1;

@@ -257,3 +257,29 @@ impl CompiledPolicy {
         }
     }
 }
+
+/// The policy in force for a NIC: readers take a snapshot, a writer publishes a new one built
+/// beside it, and the swap is one atomic pointer exchange (invariant 4). A reader holding the old
+/// snapshot finishes with it; no reader ever sees half a policy.
+pub struct PolicyCell {
+    current: arc_swap::ArcSwap<CompiledPolicy>,
+}
+
+impl PolicyCell {
+    pub fn new(policy: CompiledPolicy) -> PolicyCell {
+        PolicyCell {
+            current: arc_swap::ArcSwap::from_pointee(policy),
+        }
+    }
+
+    /// The policy in force now.
+    pub fn load(&self) -> std::sync::Arc<CompiledPolicy> {
+        self.current.load_full()
+    }
+
+    /// Puts `policy` in force; returns the one it replaces. Whether existing flows must be
+    /// re-evaluated is the caller's question ([`crate::flow_table::needs_flush`]).
+    pub fn publish(&self, policy: CompiledPolicy) -> std::sync::Arc<CompiledPolicy> {
+        self.current.swap(std::sync::Arc::new(policy))
+    }
+}

@@ -286,11 +286,20 @@ impl FlowTable {
         let oriented = orient(packet, direction);
         let timeout = timeout_secs(policy.policy());
         if let Some(key) = oriented.key {
-            if let Some(mut record) = self.flows.get(&key).copied() {
-                if now.secs_since(record.last_seen) < idle_limit(&record, timeout) {
-                    self.established(policy, key, &mut record, packet, direction, events);
-                    return PacketOutcome::Established(record.logged_by);
+            if let Some(record) = self.flows.get_mut(&key) {
+                if now.secs_since(record.last_seen) < idle_limit(record, timeout) {
+                    // The hot path: count the packet in place.
+                    let tcp = FlowTable::count(record, packet, direction);
+                    let logged_by = record.logged_by;
+                    if tcp != TcpEvent::None
+                        || now.secs_since(record.last_report) >= CONTINUATION_SECS
+                    {
+                        let mut record = *record;
+                        self.after_count(policy, key, &mut record, tcp, now, events);
+                    }
+                    return PacketOutcome::Established(logged_by);
                 }
+                let record = *record;
                 self.remove(
                     policy,
                     key,
@@ -365,17 +374,10 @@ impl FlowTable {
         PacketOutcome::NewFlow(verdict)
     }
 
-    fn established(
-        &mut self,
-        policy: &CompiledPolicy,
-        key: FlowKey,
-        record: &mut FlowRecord,
-        packet: &PacketMeta,
-        direction: Direction,
-        events: &mut Vec<FlowLogEvent>,
-    ) {
-        let now = packet.time;
-        record.last_seen = now;
+    /// Counts a packet of an established flow and follows its TCP flags.
+    #[inline]
+    fn count(record: &mut FlowRecord, packet: &PacketMeta, direction: Direction) -> TcpEvent {
+        record.last_seen = packet.time;
         if direction == record.initiator {
             record.packets_forward = record.packets_forward.saturating_add(1);
             record.bytes_forward += u64::from(packet.length);
@@ -383,8 +385,20 @@ impl FlowTable {
             record.packets_reverse = record.packets_reverse.saturating_add(1);
             record.bytes_reverse += u64::from(packet.length);
         }
-        let tcp = FlowTable::track_tcp(record, packet, direction);
-        if tcp == TcpEvent::None && now.secs_since(record.last_report) >= CONTINUATION_SECS {
+        FlowTable::track_tcp(record, packet, direction)
+    }
+
+    /// The rare part of an established packet: a close, a reset, or a five-minute report.
+    fn after_count(
+        &mut self,
+        policy: &CompiledPolicy,
+        key: FlowKey,
+        record: &mut FlowRecord,
+        tcp: TcpEvent,
+        now: Time,
+        events: &mut Vec<FlowLogEvent>,
+    ) {
+        if tcp == TcpEvent::None {
             events.extend(self.report(policy, key, record, FlowState::Continuing, now));
         }
         self.store(policy, key, *record, tcp, now, events);

@@ -4,4 +4,5 @@
 pub mod bench;
 pub mod inputs;
 pub mod query;
+pub mod replay;
 pub mod workload;
