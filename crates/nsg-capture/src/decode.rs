@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use etherparse::err::tcp::HeaderSliceError as TcpSliceError;
 use etherparse::err::Layer;
 use etherparse::{
-    EtherType, Icmpv4Slice, Icmpv4Type, Icmpv6Slice, Icmpv6Type, Ipv6ExtensionSlice,
+    EtherType, Icmpv4Slice, Icmpv4Type, Icmpv6Slice, Icmpv6Type, IpNumber, Ipv6ExtensionSlice,
     Ipv6ExtensionsSlice, LaxNetSlice, LaxSlicedPacket, LinuxSllProtocolType, LinuxSllSlice,
     TcpHeaderSlice, UdpHeaderSlice,
 };
@@ -242,9 +242,10 @@ fn meta_of(
                 IpAddr::from(header.source_addr()),
                 IpAddr::from(header.destination_addr()),
                 header.slice().as_ptr(),
-                // Payload length 0: a jumbogram or segmentation offload; use the frame's length.
+                // Payload length 0 with something after the header: a jumbogram or segmentation
+                // offload; use the frame's length.
                 Some(usize::from(header.payload_length()))
-                    .filter(|len| *len > 0)
+                    .filter(|len| *len > 0 || header.next_header() == IpNumber::IPV6_NO_NEXT_HEADER)
                     .map(|len| len + 40),
                 40,
                 ip.payload(),

@@ -13,6 +13,24 @@
 //! * damage to the capture file's own structure (an unknown magic number, a record or block cut
 //!   off at the end of the file, an impossible block length) is a [`CaptureError`].
 //!
+//! ```
+//! use nsg_capture::{read_capture, write_pcap, Link};
+//! # use nsg_policy::packet::{PacketMeta, Time};
+//! # let packets = [PacketMeta { time: Time(1), protocol: 17, src: "10.0.0.1".parse().unwrap(),
+//! #     dst: "10.0.0.2".parse().unwrap(), src_port: Some(53), dst_port: Some(53),
+//! #     tcp_flags: None, icmp: None, length: 60 }];
+//! let bytes = write_pcap(&packets, Link::Ethernet);
+//! let capture = read_capture(&bytes)?;
+//! for packet in &capture.packets {
+//!     println!("#{}: {:?} → {:?}", packet.number, packet.meta.src, packet.meta.dst);
+//! }
+//! for skipped in &capture.skipped {
+//!     eprintln!("{skipped}"); // "packet 7: not IP: ARP (ether type 0x0806)"
+//! }
+//! # assert_eq!(capture.packets[0].meta, packets[0]);
+//! # Ok::<(), nsg_capture::CaptureError>(())
+//! ```
+//!
 //! # What a [`PacketMeta`] holds
 //!
 //! * `time`: the record's timestamp in microseconds since the epoch (nanosecond pcap files and

@@ -22,6 +22,8 @@ const PROGRESS_EVERY: u64 = 4096;
 /// A pcap record longer than this (and than the file's snapshot length) is taken for damage
 /// rather than a frame cut off by the end of the file. Wireshark uses the same bound.
 const MAX_FRAME: u32 = 262_144;
+/// Likewise for pcapng blocks (Wireshark's bound too).
+const MAX_BLOCK: u32 = 16 * 1024 * 1024;
 
 pub(crate) fn read(bytes: &[u8], progress: &mut dyn FnMut(usize)) -> Result<Capture, CaptureError> {
     let capture = match bytes.first_chunk::<4>() {
@@ -153,6 +155,29 @@ fn incomplete_record(
     CaptureError::Truncated { packet }
 }
 
+/// A pcapng block that runs past the end of the file: cut off, unless its length is absurd.
+fn incomplete_block(rest: &[u8], endianness: Endianness, packet: u64) -> CaptureError {
+    if let Some(block_header) = rest.first_chunk::<8>() {
+        let field = [
+            block_header[4],
+            block_header[5],
+            block_header[6],
+            block_header[7],
+        ];
+        let length = match endianness {
+            Endianness::Big => u32::from_be_bytes(field),
+            Endianness::Little => u32::from_le_bytes(field),
+        };
+        if length > MAX_BLOCK {
+            return corrupt(
+                packet,
+                format!("block claims {length} bytes, more than any real block ({MAX_BLOCK})"),
+            );
+        }
+    }
+    CaptureError::Truncated { packet }
+}
+
 /// What a packet needs of its pcapng interface.
 struct Interface {
     link_type: u32,
@@ -221,9 +246,17 @@ fn read_pcapng(bytes: &[u8], progress: &mut dyn FnMut(usize)) -> Result<Capture,
     let mut sink = Sink::new();
     let mut number = 0u64;
     while !rest.is_empty() {
-        let (remainder, raw) = parser
-            .next_raw_block(rest)
-            .map_err(|err| structure_error(number + 1, err))?;
+        let (remainder, raw) = match parser.next_raw_block(rest) {
+            Ok(parsed) => parsed,
+            Err(PcapError::IncompleteBuffer) => {
+                return Err(incomplete_block(
+                    rest,
+                    parser.section().endianness,
+                    number + 1,
+                ))
+            }
+            Err(err) => return Err(corrupt(number + 1, err)),
+        };
         rest = remainder;
         match raw.type_ {
             SECTION_HEADER_BLOCK => interfaces.clear(),

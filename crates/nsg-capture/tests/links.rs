@@ -374,13 +374,15 @@ fn ipv6_extension_headers_and_fragments() {
         .unwrap();
 
     let frag = |offset: u16, more: bool| {
-        let mut exts = Ipv6Extensions::default();
-        exts.fragment = Some(Ipv6FragmentHeader::new(
-            IpNumber::UDP,
-            etherparse::IpFragOffset::try_new(offset).unwrap(),
-            more,
-            99,
-        ));
+        let exts = Ipv6Extensions {
+            fragment: Some(Ipv6FragmentHeader::new(
+                IpNumber::UDP,
+                etherparse::IpFragOffset::try_new(offset).unwrap(),
+                more,
+                99,
+            )),
+            ..Default::default()
+        };
         let mut out = Vec::new();
         PacketBuilder::ip(IpHeaders::Ipv6(header.clone(), exts))
             .udp(53, 5353)
@@ -502,4 +504,19 @@ fn ipv6_fragment_header_followed_by_a_misplaced_hop_by_hop_header() {
         capture.skipped[0].reason,
         SkipReason::Malformed(_)
     ));
+}
+
+#[test]
+fn ipv6_without_payload_keeps_its_size_despite_ethernet_padding() {
+    let mut frame_bytes =
+        write_pcap(&[base(59, "fd00::1", "fd00::2", 40)], Link::Ethernet)[40..].to_vec();
+    frame_bytes.resize(60, 0);
+    let capture = read_capture(&pcap(1, &[frame(T0, frame_bytes)])).unwrap();
+    assert_eq!(
+        (
+            capture.packets[0].meta.protocol,
+            capture.packets[0].meta.length
+        ),
+        (59, 40)
+    );
 }

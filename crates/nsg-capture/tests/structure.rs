@@ -106,6 +106,14 @@ fn corrupt_structures() {
         "{err}"
     );
 
+    // A block claiming 2 GB.
+    let mut bytes = write_pcapng(&five_packets());
+    bytes[start + 4..start + 8].copy_from_slice(&0x8000_0000u32.to_le_bytes());
+    assert!(matches!(
+        read_capture(&bytes),
+        Err(CaptureError::Corrupt { packet: 2, .. })
+    ));
+
     // A block length that is not a multiple of 4.
     let mut bytes = write_pcapng(&five_packets());
     bytes[60 + 4] = bytes[60 + 4].wrapping_add(1);
@@ -184,8 +192,59 @@ fn sample_captures() -> Vec<Vec<u8>> {
     ]
 }
 
+/// Well-formed raw IP packets with extension headers, fragments and options, for mutation.
+fn sample_packets() -> Vec<Vec<u8>> {
+    use etherparse::{
+        IpFragOffset, IpHeaders, IpNumber, Ipv6Extensions, Ipv6FragmentHeader, Ipv6Header,
+        Ipv6RawExtHeader, PacketBuilder,
+    };
+    let header = Ipv6Header {
+        source: [1; 16],
+        destination: [2; 16],
+        hop_limit: 9,
+        ..Default::default()
+    };
+    let options = Ipv6RawExtHeader::new_raw(IpNumber::TCP, &[0; 6]).unwrap();
+    let mut out = Vec::new();
+    let mut v6_exts = Vec::new();
+    PacketBuilder::ip(IpHeaders::Ipv6(
+        header.clone(),
+        Ipv6Extensions {
+            hop_by_hop_options: Some(options.clone()),
+            destination_options: Some(options.clone()),
+            routing: None,
+            fragment: Some(Ipv6FragmentHeader::new(
+                IpNumber::TCP,
+                IpFragOffset::try_new(0).unwrap(),
+                true,
+                5,
+            )),
+            auth: None,
+        },
+    ))
+    .tcp(1, 2, 3, 4)
+    .options_raw(&[1; 8])
+    .unwrap()
+    .write(&mut v6_exts, &[0; 8])
+    .unwrap();
+    out.push(v6_exts);
+    out.push(ipv4_udp([1, 2, 3, 4], [5, 6, 7, 8], (9, 10), 12));
+    out.push(ipv6_tcp_syn([3; 16], [4; 16], (5, 6)));
+    let mut icmp6 = Vec::new();
+    PacketBuilder::ipv6([1; 16], [2; 16], 1)
+        .icmpv6_echo_request(1, 2)
+        .write(&mut icmp6, &[0; 4])
+        .unwrap();
+    out.push(icmp6);
+    out
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig {
+        cases: 512,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
@@ -224,6 +283,27 @@ proptest! {
             bytes.truncate(cut.index(bytes.len() + 1));
         }
         let _ = read_capture(&bytes);
+    }
+
+    #[test]
+    fn damaged_frames_never_panic(
+        which in 0usize..4,
+        link_type in prop::sample::select(vec![0u32, 1, 12, 101, 108, 113, 228, 229, 276]),
+        prefix in proptest::collection::vec(any::<u8>(), 0..24),
+        flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..6),
+        cut in any::<prop::sample::Index>(),
+    ) {
+        let mut data = prefix;
+        data.extend_from_slice(&sample_packets()[which]);
+        for (at, value) in flips {
+            let i = at.index(data.len());
+            data[i] ^= value;
+        }
+        data.truncate(cut.index(data.len() + 1));
+        let orig_len = data.len() as u32 + 10;
+        let bytes = pcap(link_type, &[Frame { micros: T0, data, orig_len: Some(orig_len) }]);
+        let capture = read_capture(&bytes).unwrap();
+        prop_assert_eq!(capture.packets.len() + capture.skipped.len(), 1);
     }
 
     #[test]
