@@ -149,8 +149,9 @@ const INDEXED_AXIS: usize = 256;
 /// Intervals of one axis, each with its class.
 #[derive(Clone, Debug, Default)]
 struct Axis<T> {
-    starts: Vec<T>,
-    classes: Vec<u32>,
+    /// `(start, class)` of each interval, by start; side by side so a lookup's last step and
+    /// its answer share a cache line.
+    intervals: Vec<(T, u32)>,
     /// For long axes: `buckets[b]..buckets[b + 1]` are the intervals starting in bucket `b`
     /// (the top 16 bits), so a lookup searches a few starts instead of all of them.
     buckets: Vec<u32>,
@@ -158,13 +159,13 @@ struct Axis<T> {
 
 impl<T: AxisKey> Axis<T> {
     fn index(&mut self) {
-        if self.starts.len() < INDEXED_AXIS {
+        if self.intervals.len() < INDEXED_AXIS {
             return;
         }
         let mut buckets = Vec::with_capacity(65537);
         let mut i = 0;
         for b in 0..=65536usize {
-            while i < self.starts.len() && self.starts[i].bucket() < b {
+            while i < self.intervals.len() && self.intervals[i].0.bucket() < b {
                 i += 1;
             }
             buckets.push(i as u32);
@@ -175,14 +176,14 @@ impl<T: AxisKey> Axis<T> {
     #[inline]
     fn lookup(&self, x: T) -> u32 {
         let i = if self.buckets.is_empty() {
-            self.starts.partition_point(|&s| s <= x)
+            self.intervals.partition_point(|&(s, _)| s <= x)
         } else {
             let b = x.bucket();
             let (low, high) = (self.buckets[b] as usize, self.buckets[b + 1] as usize);
-            low + self.starts[low..high].partition_point(|&s| s <= x)
+            low + self.intervals[low..high].partition_point(|&(s, _)| s <= x)
         };
         // The first interval starts at 0, so `i >= 1`.
-        self.classes[i - 1]
+        self.intervals[i - 1].1
     }
 }
 
@@ -224,14 +225,12 @@ fn build_axis<T: AxisKey>(
     }
     let mut in_domain = domain.is_none();
     let mut axis = Axis {
-        starts: Vec::new(),
-        classes: Vec::new(),
+        intervals: Vec::new(),
         buckets: Vec::new(),
     };
     let emit = |axis: &mut Axis<T>, at: T, class: u32| {
-        if axis.classes.last() != Some(&class) {
-            axis.starts.push(at);
-            axis.classes.push(class);
+        if axis.intervals.last().map(|&(_, c)| c) != Some(class) {
+            axis.intervals.push((at, class));
         }
     };
     let mut i = 0;
@@ -500,21 +499,26 @@ impl Classifier {
 
     /// Bytes of the class bitsets and axes.
     pub fn memory_bytes(&self) -> usize {
-        let axes = |f: &AddressField| f.v4.starts.len() * 8 + f.v6.starts.len() * 20;
+        let axes = |f: &AddressField| {
+            f.v4.intervals.len() * 8
+                + f.v6.intervals.len() * 32
+                + (f.v4.buckets.len() + f.v6.buckets.len()) * 4
+        };
         self.table.bytes()
             + axes(&self.source)
             + axes(&self.destination)
-            + (self.source_port.axis.starts.len() + self.destination_port.axis.starts.len()) * 8
+            + (self.source_port.axis.intervals.len() + self.destination_port.axis.intervals.len())
+                * 8
             + 256 * 4
     }
 
     /// Number of elementary intervals over all fields.
     pub fn interval_count(&self) -> usize {
-        let address = |f: &AddressField| f.v4.starts.len() + f.v6.starts.len();
+        let address = |f: &AddressField| f.v4.intervals.len() + f.v6.intervals.len();
         address(&self.source)
             + address(&self.destination)
-            + self.source_port.axis.starts.len()
-            + self.destination_port.axis.starts.len()
+            + self.source_port.axis.intervals.len()
+            + self.destination_port.axis.intervals.len()
     }
 
     /// Number of distinct classes (bitsets) over all fields.
