@@ -157,12 +157,18 @@ fn nsg(options: &Options) -> Result<()> {
 
 fn classbench(options: &Options) -> Result<()> {
     let mut sets: Vec<(String, Vec<classbench::Rule>)> = Vec::new();
-    for (profile, count) in [
-        (classbench::Profile::Acl, 1_000),
-        (classbench::Profile::Acl, 10_000),
-        (classbench::Profile::Firewall, 10_000),
-        (classbench::Profile::IpChain, 10_000),
-    ] {
+    // Files given on the command line replace the generated sets.
+    let generated = if options.classbench.is_empty() {
+        vec![
+            (classbench::Profile::Acl, 1_000),
+            (classbench::Profile::Acl, 10_000),
+            (classbench::Profile::Firewall, 10_000),
+            (classbench::Profile::IpChain, 10_000),
+        ]
+    } else {
+        Vec::new()
+    };
+    for (profile, count) in generated {
         let rules = classbench::generate_with(
             profile,
             count,

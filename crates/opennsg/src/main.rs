@@ -98,7 +98,7 @@ enum Command {
         /// Service tag files whose tags the generated rules use.
         #[arg(long = "service-tags", value_name = "FILE")]
         service_tags: Vec<PathBuf>,
-        /// ClassBench filter files to measure besides the generated sets (repeatable).
+        /// ClassBench filter files to measure instead of the generated sets (repeatable).
         #[arg(long, value_name = "FILE")]
         classbench: Vec<PathBuf>,
         #[arg(long, default_value_t = 1)]

@@ -497,3 +497,52 @@ fn several_files_merge_and_cli_flattened_documents_are_read() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("securityRules/Allow-HTTP"));
 }
+
+/// `opennsg bench --classbench FILE` reads the ClassBench filter format (a generated set here:
+/// the public files are not redistributable) and checks the classifier against the naive scan.
+#[test]
+fn bench_accepts_classbench_files() {
+    let rules = classbench::generate(classbench::Profile::Firewall, 200, 3);
+    let path = std::env::temp_dir().join(format!("opennsg-classbench-{}.txt", std::process::id()));
+    std::fs::write(&path, classbench::to_classbench(&rules)).unwrap();
+    let out = Command::cargo_bin("opennsg")
+        .unwrap()
+        .args(["bench", "--workload", "classbench", "--classbench"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("(200 rules)") && stdout.contains("disagreements 0"),
+        "{stdout}"
+    );
+    assert_eq!(
+        stdout.lines().count(),
+        1,
+        "only the file is measured: {stdout}"
+    );
+
+    let bad =
+        std::env::temp_dir().join(format!("opennsg-classbench-bad-{}.txt", std::process::id()));
+    std::fs::write(&bad, "@1.2.3.4/32 5.6.7.8/32 0 : 65535 80 : 70 0x06/0xFF\n").unwrap();
+    let out = Command::cargo_bin("opennsg")
+        .unwrap()
+        .args(["bench", "--workload", "classbench", "--classbench"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    std::fs::remove_file(&bad).unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("line 1"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
