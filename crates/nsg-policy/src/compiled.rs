@@ -234,15 +234,10 @@ impl CompiledPolicy {
             .iter()
             .zip(verdict.stage_rules)
             .filter_map(|(stage, index)| {
-                let rule = &stage.rules[usize::from(index?)];
-                Some(StageVerdict {
-                    level: stage.level,
-                    nsg: stage.nsg.clone(),
-                    rule: rule.name.clone(),
-                    kind: rule.kind,
-                    priority: rule.priority,
-                    access: rule.access,
-                })
+                Some(evaluate::stage_verdict(
+                    stage,
+                    &stage.rules[usize::from(index?)],
+                ))
             })
             .collect();
         let decider = match (verdict.platform, verdicts.last()) {

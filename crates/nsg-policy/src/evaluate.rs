@@ -254,7 +254,8 @@ fn platform_decision(access: Access, rule: PlatformRule, stages: Vec<StageVerdic
     }
 }
 
-fn stage_verdict(stage: &Stage, rule: &ResolvedRule) -> StageVerdict {
+/// The verdict of `stage` decided by `rule`.
+pub(crate) fn stage_verdict(stage: &Stage, rule: &ResolvedRule) -> StageVerdict {
     StageVerdict {
         level: stage.level,
         nsg: stage.nsg.clone(),

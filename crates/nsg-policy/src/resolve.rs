@@ -223,13 +223,7 @@ impl<'a> Resolver<'a> {
             .model
             .subnet(&subnet_id)
             .expect("validation resolved the subnet reference");
-        let vnet_set = self.virtual_network_set(nic);
-        let internet = context::internet(&vnet_set);
-        let context = NicContext {
-            nic,
-            virtual_network: self.sets.intern(vnet_set),
-            internet: self.sets.intern(internet),
-        };
+        let context = self.context(nic);
         let subnet_nsg = subnet
             .network_security_group
             .as_ref()
@@ -269,6 +263,17 @@ impl<'a> Resolver<'a> {
             outbound,
             flow_timeout_minutes: vnet.flow_timeout_minutes.unwrap_or(4),
         })
+    }
+
+    /// The NIC's `VirtualNetwork` and `Internet` sets, interned.
+    fn context<'n>(&mut self, nic: &'n NetworkInterface) -> NicContext<'n> {
+        let vnet_set = self.virtual_network_set(nic);
+        let internet = context::internet(&vnet_set);
+        NicContext {
+            nic,
+            virtual_network: self.sets.intern(vnet_set),
+            internet: self.sets.intern(internet),
+        }
     }
 
     fn stage(
@@ -404,13 +409,7 @@ impl<'a> Resolver<'a> {
         nic: &NetworkInterface,
         addresses: &Addresses,
     ) -> Result<Vec<IpNet>, String> {
-        let vnet_set = self.virtual_network_set(nic);
-        let internet = context::internet(&vnet_set);
-        let context = NicContext {
-            nic,
-            virtual_network: self.sets.intern(vnet_set),
-            internet: self.sets.intern(internet),
-        };
+        let context = self.context(nic);
         Ok(match self.side(&context, addresses)? {
             SideMatch::Any => PrefixSet::everything().to_cidrs(),
             SideMatch::Set(id) => self.sets.get(id).to_cidrs(),

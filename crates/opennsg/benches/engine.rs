@@ -20,7 +20,8 @@ fn catalog() -> nsg_tags::Catalog {
 
 fn nsg_classifier(c: &mut Criterion) {
     let catalog = catalog();
-    let w = workload::nsg_workload(&catalog, 1000, 10_000, 1).expect("workload");
+    // 100,000 distinct flows, as `opennsg bench`: fewer would let the touched classes sit in cache.
+    let w = workload::nsg_workload(&catalog, 1000, 100_000, 1).expect("workload");
     let compiled = CompiledPolicy::build(w.policy.clone(), &w.sets, Settings::default());
     let mut group = c.benchmark_group("a_nsg_1000_rules");
     group.throughput(Throughput::Elements(w.flows.len() as u64));
