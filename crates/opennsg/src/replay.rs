@@ -11,8 +11,9 @@ use ipnet::IpNet;
 use nsg_capture::Capture;
 use nsg_model::model::{Model, NetworkInterface};
 use nsg_model::rule::{Access, Direction};
+use nsg_model::ResourceId;
 use nsg_policy::compiled::CompiledPolicy;
-use nsg_policy::flow_log::{FlowLogBuilder, FlowLogDocument, FlowLogEvent};
+use nsg_policy::flow_log::{FlowLogBuilder, FlowLogDocument};
 use nsg_policy::flow_table::{logging_rule, FlowTable, PacketOutcome, RuleAt};
 use nsg_policy::packet::{PacketMeta, Time};
 use nsg_policy::{Resolver, Settings};
@@ -101,8 +102,9 @@ pub fn replay(
     for packet in &capture.packets {
         let meta = &packet.meta;
         // Flow tables age by the capture's clock: end idle flows and report long ones once a
-        // (captured) second.
-        if last_tick.is_none_or(|t| meta.time.secs() > t.secs()) {
+        // captured minute. (Packets of expired flows are caught on arrival; the tick only
+        // writes the end of flows that went quiet, with their exact end time.)
+        if last_tick.is_none_or(|t| meta.time.secs() / 60 > t.secs() / 60) {
             for nic in &mut nics {
                 nic.table.tick(&nic.policy, meta.time, &mut events);
             }
@@ -141,9 +143,16 @@ pub fn replay(
         nic.table.tick(&nic.policy, end, &mut events);
     }
     state.summary.records_skipped = capture.skipped.len() as u64;
+    let guids: HashMap<&ResourceId, &str> = model
+        .network_security_groups
+        .iter()
+        .filter_map(|n| Some((&n.id, n.resource_guid.as_deref()?)))
+        .collect();
     let mut builder = FlowLogBuilder::new();
-    for event in events {
-        builder.push(with_guid(event, model));
+    for mut event in events {
+        // The NSG's `resourceGuid`, when the environment gives one, is the record's `systemId`.
+        event.nsg_guid = guids.get(&event.nsg).map(|g| g.to_string());
+        builder.push(event);
     }
     state.summary.flow_log_events_skipped = builder.skipped();
     state.summary.by_rule = state.by_rule.into_iter().collect();
@@ -185,16 +194,6 @@ impl Owners {
                 .map(|(_, i)| *i)
         })
     }
-}
-
-/// The NSG's `resourceGuid`, when the environment gives one, is the record's `systemId`.
-fn with_guid(mut event: FlowLogEvent, model: &Model) -> FlowLogEvent {
-    event.nsg_guid = model
-        .network_security_groups
-        .iter()
-        .find(|n| n.id == event.nsg)
-        .and_then(|n| n.resource_guid.clone());
-    event
 }
 
 #[derive(Default)]
