@@ -90,6 +90,26 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Serve the ARM-compatible Microsoft.Network API (network security groups and application
+    /// security groups so far) on the embedded store in DATA.
+    Serve {
+        /// Address to listen on. Beyond loopback it needs --insecure-http (TLS is not there yet).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// Directory of the store (created if missing).
+        #[arg(long, default_value = "opennsg-data")]
+        data: PathBuf,
+        /// Microsoft's ServiceTags_*.json files (repeatable), for rules naming service tags.
+        #[arg(long = "service-tags", value_name = "FILE")]
+        service_tags: Vec<PathBuf>,
+        /// Bearer token clients must send; default: $OPENNSG_TOKEN, else DATA/token (created
+        /// with a random token, mode 0600).
+        #[arg(long, env = "OPENNSG_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Allow plain HTTP on a non-loopback address.
+        #[arg(long)]
+        insecure_http: bool,
+    },
     /// Quick benchmarks; one line per figure, each next to a naive baseline.
     Bench {
         /// Which figures.
@@ -190,6 +210,13 @@ fn run(cli: Cli) -> Result<u8> {
             flow_logs,
             json,
         } => replay(&load(&env)?, &pcap, &nic, flow_logs.as_deref(), json),
+        Command::Serve {
+            listen,
+            data,
+            service_tags,
+            token,
+            insecure_http,
+        } => serve(listen, &data, &service_tags, token, insecure_http),
         Command::Bench {
             workload,
             service_tags,
@@ -205,6 +232,71 @@ fn run(cli: Cli) -> Result<u8> {
             Ok(0)
         }
     }
+}
+
+fn serve(
+    listen: std::net::SocketAddr,
+    data: &std::path::Path,
+    service_tags: &[PathBuf],
+    token: Option<String>,
+    insecure_http: bool,
+) -> Result<u8> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    if !listen.ip().is_loopback() && !insecure_http {
+        bail!("{listen} is not a loopback address: serving the API there in plain HTTP needs --insecure-http (TLS is not supported yet)");
+    }
+    let catalog = inputs::load_service_tags(service_tags)?;
+    let store = nsg_store::Store::open(data)
+        .with_context(|| format!("opening the store in {}", data.display()))?;
+    let token = match token {
+        Some(token) if !token.trim().is_empty() => token,
+        _ => stored_token(data)?,
+    };
+    let state = std::sync::Arc::new(nsg_api::AppState {
+        store,
+        catalog: std::sync::Arc::new(catalog),
+        tokens: vec![token],
+        scheme: "http",
+        page_size: 100,
+    });
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime
+        .block_on(nsg_api::serve(nsg_api::ServeOptions { listen, state }))
+        .with_context(|| format!("serving on {listen}"))?;
+    Ok(0)
+}
+
+/// The token in DATA/token, created with 32 random bytes (hex) and mode 0600 if missing.
+fn stored_token(data: &std::path::Path) -> Result<String> {
+    let path = data.join("token");
+    if let Ok(token) = std::fs::read_to_string(&path) {
+        let token = token.trim().to_string();
+        if !token.is_empty() {
+            eprintln!("opennsg: bearer token from {}", path.display());
+            return Ok(token);
+        }
+    }
+    let bytes: [u8; 32] = rand::random();
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(&path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    std::io::Write::write_all(&mut file, token.as_bytes())?;
+    eprintln!(
+        "opennsg: new bearer token written to {}: {token}",
+        path.display()
+    );
+    Ok(token)
 }
 
 fn check(args: &EnvArgs, json: bool) -> Result<u8> {

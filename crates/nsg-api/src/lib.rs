@@ -1,0 +1,247 @@
+//! The ARM-compatible Microsoft.Network REST API of `opennsg serve`, on the durable store.
+//!
+//! Served today: networkSecurityGroups (PUT, GET, PATCH tags, DELETE, lists by resource group
+//! and subscription) with their securityRules and defaultSecurityRules children, and
+//! applicationSecurityGroups. ARM behaviour: PUT answers 201 on create and 200 on update with the
+//! whole resource and `provisioningState: "Succeeded"` (no asynchronous operations), a full NSG
+//! PUT replaces its rules, `If-Match` / `If-None-Match: *` give 412 `PreconditionFailed`, DELETE
+//! answers 200, or 204 if absent, every write is validated with Azure's codes and answered only
+//! after it is durable, errors are `{"error": {...}}` and bad input is never a 5xx.
+//!
+//! Requests need `Authorization: Bearer TOKEN` (compared in constant time), except `/healthz`.
+
+pub mod error;
+pub mod request;
+pub mod resources;
+
+use crate::error::ApiError;
+use crate::request::{Child, Target};
+use crate::resources::Answer;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use axum::{Json, Router};
+use nsg_store::Store;
+use nsg_tags::Catalog;
+use serde_json::json;
+use std::collections::HashMap;
+use std::sync::Arc;
+use subtle::ConstantTimeEq;
+
+/// Largest request body accepted (an NSG of 1,000 rules with 4,000-address sides fits).
+pub const BODY_LIMIT: usize = 32 << 20;
+
+/// What every request handler shares.
+pub struct AppState {
+    pub store: Store,
+    pub catalog: Arc<Catalog>,
+    /// Accepted bearer tokens.
+    pub tokens: Vec<String>,
+    /// `http` or `https`, for `nextLink`s.
+    pub scheme: &'static str,
+    /// Items per list page.
+    pub page_size: usize,
+}
+
+/// The router: `/healthz` open, everything else behind the bearer token.
+pub fn router(state: Arc<AppState>) -> Router {
+    let arm = Router::new()
+        .route("/{*path}", any(arm_request))
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate));
+    Router::new()
+        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .merge(arm)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn(request_ids))
+        .with_state(state)
+}
+
+/// ARM's request ids on every answer; the client's id, when it sends one, correlates.
+async fn request_ids(request: Request, next: Next) -> Response {
+    let correlation = request
+        .headers()
+        .get("x-ms-client-request-id")
+        .cloned()
+        .unwrap_or_else(new_id_header);
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert("x-ms-request-id", new_id_header());
+    headers.insert("x-ms-correlation-request-id", correlation);
+    response
+}
+
+fn new_id_header() -> HeaderValue {
+    HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()).expect("a UUID is a header value")
+}
+
+async fn authenticate(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let presented = request
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim);
+    let accepted = presented.is_some_and(|token| {
+        state.tokens.iter().fold(false, |ok, known| {
+            ok | bool::from(known.as_bytes().ct_eq(token.as_bytes()))
+        })
+    });
+    if accepted {
+        next.run(request).await
+    } else {
+        let mut response = ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            if presented.is_some() {
+                "InvalidAuthenticationToken"
+            } else {
+                "AuthenticationFailed"
+            },
+            if presented.is_some() {
+                "The access token is invalid."
+            } else {
+                "Authentication failed. The 'Authorization' header is missing."
+            },
+        )
+        .into_response();
+        response
+            .headers_mut()
+            .insert("www-authenticate", HeaderValue::from_static("Bearer"));
+        response
+    }
+}
+
+async fn arm_request(
+    State(state): State<Arc<AppState>>,
+    method: Method,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+    request_path: axum::extract::Path<String>,
+    body: Bytes,
+) -> Response {
+    let host = headers
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost")
+        .to_string();
+    let path = request_path.0;
+    let result = tokio::task::spawn_blocking(move || {
+        handle(&state, &method, &headers, &query, &path, &host, &body)
+    })
+    .await;
+    match result {
+        Ok(Ok(answer)) => match answer.body {
+            Some(body) => (answer.status, Json(body)).into_response(),
+            None => answer.status.into_response(),
+        },
+        Ok(Err(error)) => error.into_response(),
+        Err(join) => {
+            tracing::error!(error = %join, "request handler failed");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalServerError",
+                "The request failed inside the server.",
+            )
+            .into_response()
+        }
+    }
+}
+
+/// One ARM request, synchronously (the store blocks): route, then act.
+fn handle(
+    state: &AppState,
+    method: &Method,
+    headers: &HeaderMap,
+    query: &HashMap<String, String>,
+    path: &str,
+    host: &str,
+    body: &[u8],
+) -> Result<Answer, ApiError> {
+    let target = request::parse_path(path)?;
+    let query = request::parse_query(query)?;
+    let precondition = request::precondition(headers)?;
+    match (target, method.clone()) {
+        (Target::Resource { kind, id }, Method::GET) => resources::get(state, kind, &id),
+        (Target::Resource { kind, id }, Method::PUT) => resources::put(state, kind, &id, resources::parse_body(body)?, precondition),
+        (Target::Resource { kind, id }, Method::PATCH) => {
+            resources::patch_tags(state, kind, &id, resources::parse_body(body)?, precondition)
+        }
+        (Target::Resource { kind, id }, Method::DELETE) => resources::delete(state, kind, &id, precondition),
+        (Target::List { kind, scope }, Method::GET) => {
+            let (value, next) = resources::list(state, kind, scope, query.skip_token.as_ref())?;
+            let mut page = json!({ "value": value });
+            if let Some(next) = next {
+                // Clients follow nextLink verbatim: it carries the api-version.
+                page["nextLink"] = json!(format!(
+                    "{}://{host}/{path}?api-version={}&$skipToken={}",
+                    state.scheme,
+                    query.api_version,
+                    next.as_str()
+                ));
+            }
+            Ok(Answer {
+                status: StatusCode::OK,
+                body: Some(page),
+            })
+        }
+        (Target::Children { parent, child }, Method::GET) => resources::list_children(state, &parent, child),
+        (Target::ChildResource { parent, child, name }, Method::GET) => resources::get_child(state, &parent, child, &name),
+        (Target::ChildResource { parent, child: Child::SecurityRules, name }, Method::PUT) => {
+            resources::put_rule(state, &parent, &name, resources::parse_body(body)?, precondition)
+        }
+        (Target::ChildResource { parent, child: Child::SecurityRules, name }, Method::DELETE) => {
+            resources::delete_rule(state, &parent, &name, precondition)
+        }
+        (Target::ChildResource { child: Child::DefaultSecurityRules, .. }, Method::PUT | Method::DELETE) => Err(ApiError::bad_request(
+            "CannotModifyDefaultSecurityRule",
+            "Default security rules are read-only; override them with security rules of higher priority.",
+        )),
+        (_, method) => Err(request::method_not_allowed(&method)),
+    }
+}
+
+/// Where the server listens and what it serves.
+pub struct ServeOptions {
+    pub listen: std::net::SocketAddr,
+    pub state: Arc<AppState>,
+}
+
+/// Serves until Ctrl-C or SIGTERM; in-flight requests finish (their writes are already durable
+/// when answered).
+pub async fn serve(options: ServeOptions) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(options.listen).await?;
+    tracing::info!(address = %listener.local_addr()?, "serving the Microsoft.Network API");
+    axum::serve(listener, router(options.state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}

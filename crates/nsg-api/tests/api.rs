@@ -1,0 +1,471 @@
+//! The REST API through its real router and a real SQLite store in a temporary directory.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use nsg_api::{router, AppState};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use tower::ServiceExt;
+
+const TOKEN: &str = "test-token";
+const RG: &str = "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg1/providers/Microsoft.Network";
+const V: &str = "api-version=2026-03-01";
+
+struct Api {
+    app: axum::Router,
+    _dir: tempfile::TempDir,
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: Value,
+}
+
+impl Api {
+    fn new() -> Api {
+        let dir = tempfile::tempdir().unwrap();
+        let state = AppState {
+            store: nsg_store::Store::open(dir.path()).unwrap(),
+            catalog: Arc::new(nsg_tags::Catalog::new()),
+            tokens: vec![TOKEN.to_string()],
+            scheme: "http",
+            page_size: 2,
+        };
+        Api {
+            app: router(Arc::new(state)),
+            _dir: dir,
+        }
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        uri: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("authorization", format!("Bearer {TOKEN}"));
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        let request = request
+            .header("content-type", "application/json")
+            .body(
+                body.map(|b| Body::from(b.to_string()))
+                    .unwrap_or_else(Body::empty),
+            )
+            .unwrap();
+        let response = self.app.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap()
+        };
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    async fn put(&self, path: &str, body: Value) -> Reply {
+        self.call("PUT", &format!("{RG}/{path}?{V}"), Some(body), &[])
+            .await
+    }
+    async fn get(&self, path: &str) -> Reply {
+        self.call("GET", &format!("{RG}/{path}?{V}"), None, &[])
+            .await
+    }
+}
+
+fn rule(name: &str, priority: u32, port: &str) -> Value {
+    json!({"name": name, "properties": {"protocol": "Tcp", "sourceAddressPrefix": "*", "sourcePortRange": "*",
+        "destinationAddressPrefix": "*", "destinationPortRange": port, "access": "Allow", "priority": priority, "direction": "Inbound"}})
+}
+
+#[tokio::test]
+async fn nsg_create_get_update_delete_with_arm_status_codes() {
+    let api = Api::new();
+    let created = api.put("networkSecurityGroups/nsg1", json!({"location": "westeurope", "properties": {"securityRules": [rule("ssh", 100, "22")]}})).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let nsg = &created.body;
+    assert_eq!(nsg["id"], format!("{RG}/networkSecurityGroups/nsg1"));
+    assert_eq!(nsg["type"], "Microsoft.Network/networkSecurityGroups");
+    assert_eq!(nsg["properties"]["provisioningState"], "Succeeded");
+    assert_eq!(nsg["properties"]["flushConnection"], false);
+    assert_eq!(
+        nsg["properties"]["defaultSecurityRules"]
+            .as_array()
+            .unwrap()
+            .len(),
+        6
+    );
+    assert_eq!(
+        nsg["properties"]["securityRules"][0]["id"],
+        format!("{RG}/networkSecurityGroups/nsg1/securityRules/ssh")
+    );
+    assert!(nsg["etag"].as_str().unwrap().starts_with("W/\""));
+    assert!(created.headers.contains_key("x-ms-request-id"));
+
+    let got = api.get("networkSecurityGroups/NSG1").await;
+    assert_eq!(got.status, StatusCode::OK);
+    assert_eq!(got.body["etag"], nsg["etag"]);
+    assert_eq!(
+        got.body["properties"]["securityRules"][0]["properties"]["protocol"], "Tcp",
+        "echoed as sent"
+    );
+
+    // A full PUT replaces the rule set: rules left out are removed.
+    let updated = api.put("networkSecurityGroups/nsg1", json!({"location": "westeurope", "properties": {"securityRules": [rule("web", 200, "80")]}})).await;
+    assert_eq!(updated.status, StatusCode::OK);
+    assert_ne!(updated.body["etag"], nsg["etag"]);
+    assert_eq!(
+        updated.body["properties"]["securityRules"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        updated.body["properties"]["resourceGuid"],
+        nsg["properties"]["resourceGuid"]
+    );
+
+    let deleted = api
+        .call(
+            "DELETE",
+            &format!("{RG}/networkSecurityGroups/nsg1?{V}"),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(deleted.status, StatusCode::OK);
+    let again = api
+        .call(
+            "DELETE",
+            &format!("{RG}/networkSecurityGroups/nsg1?{V}"),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::NO_CONTENT);
+    let gone = api.get("networkSecurityGroups/nsg1").await;
+    assert_eq!(
+        (gone.status, gone.body["error"]["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("ResourceNotFound"))
+    );
+}
+
+#[tokio::test]
+async fn inline_rules_and_child_rules_are_one_and_the_same() {
+    let api = Api::new();
+    api.put("networkSecurityGroups/nsg1", json!({"location": "westeurope", "properties": {"securityRules": [rule("ssh", 100, "22")]}})).await;
+    let child = api
+        .get("networkSecurityGroups/nsg1/securityRules/ssh")
+        .await;
+    assert_eq!(child.status, StatusCode::OK);
+    assert_eq!(child.body["properties"]["destinationPortRange"], "22");
+
+    let put = api
+        .put(
+            "networkSecurityGroups/nsg1/securityRules/web",
+            rule("ignored-name", 110, "80"),
+        )
+        .await;
+    assert_eq!(put.status, StatusCode::CREATED, "{}", put.body);
+    assert_eq!(put.body["name"], "web");
+    let nsg = api.get("networkSecurityGroups/nsg1").await;
+    let names: Vec<&str> = nsg.body["properties"]["securityRules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["ssh", "web"]);
+    assert_eq!(
+        put.body["etag"], nsg.body["etag"],
+        "a rule carries its NSG's etag"
+    );
+
+    let list = api.get("networkSecurityGroups/nsg1/securityRules").await;
+    assert_eq!(list.body["value"].as_array().unwrap().len(), 2);
+    let defaults = api
+        .get("networkSecurityGroups/nsg1/defaultSecurityRules/DenyAllInBound")
+        .await;
+    assert_eq!(defaults.body["properties"]["priority"], 65500);
+
+    let deleted = api
+        .call(
+            "DELETE",
+            &format!("{RG}/networkSecurityGroups/nsg1/securityRules/SSH?{V}"),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(deleted.status, StatusCode::OK);
+    let nsg = api.get("networkSecurityGroups/nsg1").await;
+    assert_eq!(
+        nsg.body["properties"]["securityRules"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let orphan = api
+        .put(
+            "networkSecurityGroups/missing/securityRules/x",
+            rule("x", 100, "22"),
+        )
+        .await;
+    assert_eq!(orphan.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn validation_errors_carry_azures_codes_and_write_nothing() {
+    let api = Api::new();
+    let conflict = api
+        .put("networkSecurityGroups/nsg1", json!({"location": "westeurope", "properties": {"securityRules": [rule("a", 100, "22"), rule("b", 100, "80")]}}))
+        .await;
+    assert_eq!(conflict.status, StatusCode::BAD_REQUEST);
+    assert_eq!(conflict.body["error"]["code"], "SecurityRuleConflict");
+    assert_eq!(
+        conflict.body["error"]["target"],
+        "properties.securityRules[1].properties.priority"
+    );
+    assert_eq!(
+        api.get("networkSecurityGroups/nsg1").await.status,
+        StatusCode::NOT_FOUND
+    );
+
+    api.put(
+        "networkSecurityGroups/nsg1",
+        json!({"location": "westeurope"}),
+    )
+    .await;
+    let bad_port = api
+        .put(
+            "networkSecurityGroups/nsg1/securityRules/r",
+            rule("r", 100, "636, 389"),
+        )
+        .await;
+    assert_eq!(
+        bad_port.body["error"]["code"],
+        "SecurityRuleInvalidPortRange"
+    );
+    let missing_asg = api
+        .put(
+            "networkSecurityGroups/nsg1/securityRules/r",
+            json!({"properties": {"protocol": "Tcp", "sourceApplicationSecurityGroups": [{"id": format!("{RG}/applicationSecurityGroups/nope")}],
+                "sourcePortRange": "*", "destinationAddressPrefix": "*", "destinationPortRange": "80", "access": "Allow", "priority": 100, "direction": "Inbound"}}),
+        )
+        .await;
+    assert_eq!(
+        missing_asg.body["error"]["code"],
+        "InvalidResourceReference"
+    );
+    api.put(
+        "applicationSecurityGroups/web",
+        json!({"location": "westeurope"}),
+    )
+    .await;
+    let with_asg = api
+        .put(
+            "networkSecurityGroups/nsg1/securityRules/r",
+            json!({"properties": {"protocol": "Tcp", "sourceApplicationSecurityGroups": [{"id": format!("{RG}/applicationSecurityGroups/WEB")}],
+                "sourcePortRange": "*", "destinationAddressPrefix": "*", "destinationPortRange": "80", "access": "Allow", "priority": 100, "direction": "Inbound"}}),
+        )
+        .await;
+    assert_eq!(with_asg.status, StatusCode::CREATED, "{}", with_asg.body);
+    // The ASG is in use by the rule now.
+    let in_use = api
+        .call(
+            "DELETE",
+            &format!("{RG}/applicationSecurityGroups/web?{V}"),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(
+        in_use.body["error"]["code"],
+        "InUseApplicationSecurityGroupCannotBeDeleted"
+    );
+
+    for (body, code) in [
+        ("{ broken", "InvalidRequestFormat"),
+        ("[1,2]", "InvalidRequestFormat"),
+    ] {
+        let request = Request::builder()
+            .method("PUT")
+            .uri(format!("{RG}/networkSecurityGroups/nsg2?{V}"))
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .body(Body::from(body))
+            .unwrap();
+        let response = api.app.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(
+            serde_json::from_slice::<Value>(&bytes).unwrap()["error"]["code"],
+            code
+        );
+    }
+    let no_location = api
+        .put("networkSecurityGroups/nsg2", json!({"properties": {}}))
+        .await;
+    assert_eq!(no_location.body["error"]["code"], "LocationRequired");
+    let wrong_type = api
+        .put(
+            "networkSecurityGroups/nsg2",
+            json!({"location": "westeurope", "properties": {"flushConnection": "yes"}}),
+        )
+        .await;
+    assert_eq!(
+        (wrong_type.status, wrong_type.body["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("InvalidRequestFormat"))
+    );
+}
+
+#[tokio::test]
+async fn etag_preconditions() {
+    let api = Api::new();
+    let uri = format!("{RG}/networkSecurityGroups/nsg1?{V}");
+    let body = json!({"location": "westeurope"});
+    let created = api
+        .call("PUT", &uri, Some(body.clone()), &[("if-none-match", "*")])
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    let again = api
+        .call("PUT", &uri, Some(body.clone()), &[("if-none-match", "*")])
+        .await;
+    assert_eq!(
+        (again.status, again.body["error"]["code"].as_str()),
+        (StatusCode::PRECONDITION_FAILED, Some("PreconditionFailed"))
+    );
+    let etag = created.body["etag"].as_str().unwrap().to_string();
+    let ok = api
+        .call("PUT", &uri, Some(body.clone()), &[("if-match", &etag)])
+        .await;
+    assert_eq!(ok.status, StatusCode::OK);
+    let stale = api
+        .call("PUT", &uri, Some(body), &[("if-match", &etag)])
+        .await;
+    assert_eq!(stale.status, StatusCode::PRECONDITION_FAILED);
+    let tags = api
+        .call("PATCH", &uri, Some(json!({"tags": {"env": "test"}})), &[])
+        .await;
+    assert_eq!(
+        (tags.status, &tags.body["tags"]),
+        (StatusCode::OK, &json!({"env": "test"}))
+    );
+}
+
+#[tokio::test]
+async fn lists_page_with_next_links_that_carry_the_api_version() {
+    let api = Api::new();
+    for name in ["a", "b", "c"] {
+        api.put(
+            &format!("networkSecurityGroups/{name}"),
+            json!({"location": "westeurope"}),
+        )
+        .await;
+    }
+    let first = api.get("networkSecurityGroups").await;
+    assert_eq!(first.body["value"].as_array().unwrap().len(), 2);
+    let next = first.body["nextLink"].as_str().unwrap();
+    assert!(
+        next.contains("api-version=2026-03-01") && next.contains("$skipToken="),
+        "{next}"
+    );
+    let path = next.split_once("://").unwrap().1.split_once('/').unwrap().1;
+    let second = api.call("GET", &format!("/{path}"), None, &[]).await;
+    let names: Vec<&str> = second.body["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["c"]);
+    assert!(second.body.get("nextLink").is_none());
+    let all = api.call("GET", &format!("/subscriptions/00000000-0000-0000-0000-000000000001/providers/Microsoft.Network/networkSecurityGroups?{V}"), None, &[]).await;
+    assert_eq!(all.body["value"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn requests_need_a_token_and_an_api_version() {
+    let api = Api::new();
+    let anonymous = api
+        .app
+        .clone()
+        .oneshot(
+            Request::builder()
+                .uri(format!("{RG}/networkSecurityGroups/x?{V}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    let wrong = api
+        .app
+        .clone()
+        .oneshot(
+            Request::builder()
+                .uri(format!("{RG}/networkSecurityGroups/x?{V}"))
+                .header("authorization", "Bearer nope")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    let health = api
+        .app
+        .clone()
+        .oneshot(
+            Request::builder()
+                .uri("/healthz")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+
+    let missing = api
+        .call("GET", &format!("{RG}/networkSecurityGroups/x"), None, &[])
+        .await;
+    assert_eq!(
+        (missing.status, missing.body["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("MissingApiVersionParameter"))
+    );
+    let malformed = api
+        .call(
+            "GET",
+            &format!("{RG}/networkSecurityGroups/x?api-version=latest"),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(
+        malformed.body["error"]["code"],
+        "InvalidApiVersionParameter"
+    );
+    let unknown = api
+        .call("GET", &format!("{RG}/loadBalancers/x?{V}"), None, &[])
+        .await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    let default_write = api
+        .put(
+            "networkSecurityGroups/x/defaultSecurityRules/DenyAllInBound",
+            json!({}),
+        )
+        .await;
+    assert_eq!(default_write.status, StatusCode::BAD_REQUEST);
+}
