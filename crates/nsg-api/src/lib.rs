@@ -13,9 +13,10 @@
 pub mod error;
 pub mod request;
 pub mod resources;
+pub mod watcher;
 
 use crate::error::ApiError;
-use crate::request::{Child, Target};
+use crate::request::{Action, Target};
 use crate::resources::Answer;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Query, Request, State};
@@ -171,11 +172,15 @@ fn handle(
     let precondition = request::precondition(headers)?;
     match (target, method.clone()) {
         (Target::Resource { kind, id }, Method::GET) => resources::get(state, kind, &id),
-        (Target::Resource { kind, id }, Method::PUT) => resources::put(state, kind, &id, resources::parse_body(body)?, precondition),
+        (Target::Resource { kind, id }, Method::PUT) => {
+            resources::put(state, kind, &id, resources::parse_body(body)?, precondition)
+        }
         (Target::Resource { kind, id }, Method::PATCH) => {
             resources::patch_tags(state, kind, &id, resources::parse_body(body)?, precondition)
         }
-        (Target::Resource { kind, id }, Method::DELETE) => resources::delete(state, kind, &id, precondition),
+        (Target::Resource { kind, id }, Method::DELETE) => {
+            resources::delete(state, kind, &id, precondition)
+        }
         (Target::List { kind, scope }, Method::GET) => {
             let (value, next) = resources::list(state, kind, scope, query.skip_token.as_ref())?;
             let mut page = json!({ "value": value });
@@ -188,23 +193,68 @@ fn handle(
                     next.as_str()
                 ));
             }
-            Ok(Answer {
-                status: StatusCode::OK,
-                body: Some(page),
-            })
+            Ok(Answer::ok(page))
         }
-        (Target::Children { parent, child }, Method::GET) => resources::list_children(state, &parent, child),
-        (Target::ChildResource { parent, child, name }, Method::GET) => resources::get_child(state, &parent, child, &name),
-        (Target::ChildResource { parent, child: Child::SecurityRules, name }, Method::PUT) => {
-            resources::put_rule(state, &parent, &name, resources::parse_body(body)?, precondition)
+        (
+            Target::Children {
+                kind,
+                parent,
+                child,
+            },
+            Method::GET,
+        ) => resources::list_children(state, kind, &parent, child),
+        (
+            Target::ChildResource {
+                kind,
+                parent,
+                child,
+                name,
+            },
+            Method::GET,
+        ) => resources::get_child(state, kind, &parent, child, &name),
+        (
+            Target::ChildResource {
+                kind,
+                parent,
+                child,
+                name,
+            },
+            Method::PUT,
+        ) => resources::put_child(
+            state,
+            kind,
+            &parent,
+            child,
+            &name,
+            resources::parse_body(body)?,
+            precondition,
+        ),
+        (
+            Target::ChildResource {
+                kind,
+                parent,
+                child,
+                name,
+            },
+            Method::DELETE,
+        ) => resources::delete_child(state, kind, &parent, child, &name, precondition),
+        (
+            Target::Action {
+                id,
+                action: Action::IpFlowVerify,
+            },
+            Method::POST,
+        ) => watcher::ip_flow_verify(state, &id, resources::parse_body(body)?),
+        (
+            Target::Action {
+                id,
+                action: Action::EffectiveNetworkSecurityGroups,
+            },
+            Method::POST,
+        ) => watcher::effective(state, &id),
+        (Target::ServiceTags { subscription, .. }, Method::GET) => {
+            Ok(watcher::service_tags(state, &subscription))
         }
-        (Target::ChildResource { parent, child: Child::SecurityRules, name }, Method::DELETE) => {
-            resources::delete_rule(state, &parent, &name, precondition)
-        }
-        (Target::ChildResource { child: Child::DefaultSecurityRules, .. }, Method::PUT | Method::DELETE) => Err(ApiError::bad_request(
-            "CannotModifyDefaultSecurityRule",
-            "Default security rules are read-only; override them with security rules of higher priority.",
-        )),
         (_, method) => Err(request::method_not_allowed(&method)),
     }
 }

@@ -2,49 +2,111 @@
 //! case-insensitive, so routing is done here rather than by a case-sensitive router.
 
 use crate::error::ApiError;
-use axum::http::{HeaderMap, Method};
+use axum::http::{HeaderMap, Method, StatusCode};
+use nsg_model::id::types;
 use nsg_model::ResourceId;
 use nsg_store::{PageToken, Precondition, Scope};
 use std::collections::HashMap;
 
-/// The resource types this server stores, by their lower-cased ARM type.
+/// The resource types this server stores.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     NetworkSecurityGroup,
     ApplicationSecurityGroup,
+    VirtualNetwork,
+    NetworkInterface,
+    VirtualMachine,
+    NetworkWatcher,
 }
 
 impl Kind {
-    pub fn from_segment(segment: &str) -> Option<Kind> {
-        match segment.to_ascii_lowercase().as_str() {
-            "networksecuritygroups" => Some(Kind::NetworkSecurityGroup),
-            "applicationsecuritygroups" => Some(Kind::ApplicationSecurityGroup),
-            _ => None,
-        }
-    }
+    pub const ALL: [Kind; 6] = [
+        Kind::NetworkSecurityGroup,
+        Kind::ApplicationSecurityGroup,
+        Kind::VirtualNetwork,
+        Kind::NetworkInterface,
+        Kind::VirtualMachine,
+        Kind::NetworkWatcher,
+    ];
 
     /// The full ARM type, as Azure spells it.
     pub fn arm_type(self) -> &'static str {
         match self {
-            Kind::NetworkSecurityGroup => nsg_model::id::types::NETWORK_SECURITY_GROUP,
-            Kind::ApplicationSecurityGroup => nsg_model::id::types::APPLICATION_SECURITY_GROUP,
+            Kind::NetworkSecurityGroup => types::NETWORK_SECURITY_GROUP,
+            Kind::ApplicationSecurityGroup => types::APPLICATION_SECURITY_GROUP,
+            Kind::VirtualNetwork => types::VIRTUAL_NETWORK,
+            Kind::NetworkInterface => types::NETWORK_INTERFACE,
+            Kind::VirtualMachine => types::VIRTUAL_MACHINE,
+            Kind::NetworkWatcher => "Microsoft.Network/networkWatchers",
+        }
+    }
+
+    fn from_path(namespace: &str, segment: &str) -> Option<Kind> {
+        let wanted = format!("{namespace}/{segment}");
+        Kind::ALL
+            .into_iter()
+            .find(|k| k.arm_type().eq_ignore_ascii_case(&wanted))
+    }
+
+    /// The child collections kept inside this kind's documents.
+    pub fn children(self) -> &'static [Child] {
+        match self {
+            Kind::NetworkSecurityGroup => &[Child::SecurityRules, Child::DefaultSecurityRules],
+            Kind::VirtualNetwork => &[Child::Subnets],
+            _ => &[],
+        }
+    }
+
+    /// POST operations on a resource of this kind.
+    fn actions(self) -> &'static [Action] {
+        match self {
+            Kind::NetworkInterface => &[Action::EffectiveNetworkSecurityGroups],
+            Kind::NetworkWatcher => &[Action::IpFlowVerify],
+            _ => &[],
         }
     }
 }
 
-/// Child collections of an NSG.
+/// Child collections of a resource document.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Child {
     SecurityRules,
     DefaultSecurityRules,
+    Subnets,
 }
 
 impl Child {
-    fn from_segment(segment: &str) -> Option<Child> {
-        match segment.to_ascii_lowercase().as_str() {
-            "securityrules" => Some(Child::SecurityRules),
-            "defaultsecurityrules" => Some(Child::DefaultSecurityRules),
-            _ => None,
+    /// The collection's name in the path and in `properties`.
+    pub fn collection(self) -> &'static str {
+        match self {
+            Child::SecurityRules => "securityRules",
+            Child::DefaultSecurityRules => "defaultSecurityRules",
+            Child::Subnets => "subnets",
+        }
+    }
+
+    /// The ARM type of one child.
+    pub fn arm_type(self) -> &'static str {
+        match self {
+            Child::SecurityRules => types::SECURITY_RULE,
+            Child::DefaultSecurityRules => types::DEFAULT_SECURITY_RULE,
+            Child::Subnets => types::SUBNET,
+        }
+    }
+}
+
+/// POST operations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    EffectiveNetworkSecurityGroups,
+    IpFlowVerify,
+}
+
+impl Action {
+    fn segment(self) -> &'static str {
+        match self {
+            Action::EffectiveNetworkSecurityGroups => "effectiveNetworkSecurityGroups",
+            Action::IpFlowVerify => "ipFlowVerify",
         }
     }
 }
@@ -52,17 +114,29 @@ impl Child {
 /// What a path addresses.
 #[derive(Clone, Debug)]
 pub enum Target {
-    /// `…/providers/Microsoft.Network/{type}` in a resource group or a subscription.
+    /// `…/providers/{namespace}/{type}` in a resource group or a subscription.
     List { kind: Kind, scope: Scope },
     /// `…/{type}/{name}`.
     Resource { kind: Kind, id: ResourceId },
-    /// `…/networkSecurityGroups/{nsg}/{children}`.
-    Children { parent: ResourceId, child: Child },
-    /// `…/networkSecurityGroups/{nsg}/{children}/{name}`.
+    /// `…/{type}/{name}/{children}`.
+    Children {
+        kind: Kind,
+        parent: ResourceId,
+        child: Child,
+    },
+    /// `…/{type}/{name}/{children}/{name}`.
     ChildResource {
+        kind: Kind,
         parent: ResourceId,
         child: Child,
         name: String,
+    },
+    /// `POST …/{type}/{name}/{action}`.
+    Action { id: ResourceId, action: Action },
+    /// `/subscriptions/{sub}/providers/Microsoft.Network/locations/{location}/serviceTags`.
+    ServiceTags {
+        subscription: String,
+        location: String,
     },
 }
 
@@ -76,53 +150,74 @@ pub fn parse_path(path: &str) -> Result<Target, ApiError> {
     };
     let not_found = || {
         ApiError::new(
-            axum::http::StatusCode::NOT_FOUND,
+            StatusCode::NOT_FOUND,
             "InvalidResourceType",
-            format!("The path '/{path}' is not an operation of this server (Microsoft.Network networkSecurityGroups and applicationSecurityGroups)."),
+            format!("The path '/{path}' is not an operation this server offers."),
         )
     };
-    if !is(0, "subscriptions") || segments.len() < 2 {
+    if !is(0, "subscriptions") || segments.len() < 2 || segments.iter().any(|s| s.is_empty()) {
         return Err(not_found());
     }
     let subscription = segments[1].to_string();
-    // Subscription-wide lists: /subscriptions/{sub}/providers/Microsoft.Network/{type}
-    if is(2, "providers") && is(3, "Microsoft.Network") && segments.len() == 5 {
-        let kind = Kind::from_segment(segments[4]).ok_or_else(not_found)?;
+    if is(2, "providers") && segments.len() == 5 {
+        let kind = Kind::from_path(segments[3], segments[4]).ok_or_else(not_found)?;
         return Ok(Target::List {
             kind,
             scope: Scope::Subscription(subscription),
         });
     }
-    if !(is(2, "resourceGroups") && is(4, "providers") && is(5, "Microsoft.Network"))
-        || segments.len() < 7
+    if is(2, "providers")
+        && is(3, "Microsoft.Network")
+        && is(4, "locations")
+        && is(6, "serviceTags")
+        && segments.len() == 7
     {
+        return Ok(Target::ServiceTags {
+            subscription,
+            location: segments[5].to_string(),
+        });
+    }
+    if !(is(2, "resourceGroups") && is(4, "providers")) || segments.len() < 7 {
         return Err(not_found());
     }
-    let resource_group = segments[3].to_string();
-    let kind = Kind::from_segment(segments[6]).ok_or_else(not_found)?;
+    let kind = Kind::from_path(segments[5], segments[6]).ok_or_else(not_found)?;
     let id_of = |end: usize| {
         ResourceId::parse(&format!("/{}", segments[..end].join("/"))).map_err(|_| not_found())
     };
     match segments.len() {
         7 => Ok(Target::List {
             kind,
-            scope: Scope::ResourceGroup(subscription, resource_group),
+            scope: Scope::ResourceGroup(subscription, segments[3].to_string()),
         }),
         8 => Ok(Target::Resource {
             kind,
             id: id_of(8)?,
         }),
-        9 | 10 if kind == Kind::NetworkSecurityGroup => {
-            let child = Child::from_segment(segments[8]).ok_or_else(not_found)?;
+        9 | 10 => {
             let parent = id_of(8)?;
-            match segments.get(9) {
-                None => Ok(Target::Children { parent, child }),
-                Some(name) if !name.is_empty() => Ok(Target::ChildResource {
+            let child = kind
+                .children()
+                .iter()
+                .find(|c| c.collection().eq_ignore_ascii_case(segments[8]));
+            match (child, segments.get(9)) {
+                (Some(&child), None) => Ok(Target::Children {
+                    kind,
+                    parent,
+                    child,
+                }),
+                (Some(&child), Some(name)) => Ok(Target::ChildResource {
+                    kind,
                     parent,
                     child,
                     name: name.to_string(),
                 }),
-                Some(_) => Err(not_found()),
+                (None, None) => kind
+                    .actions()
+                    .iter()
+                    .find(|a| a.segment().eq_ignore_ascii_case(segments[8]))
+                    .map(|&action| Target::Action { id: parent, action })
+                    .ok_or_else(not_found),
+                (None, Some(_)) => Err(not_found()),
             }
         }
         _ => Err(not_found()),
@@ -196,10 +291,9 @@ pub fn precondition(headers: &HeaderMap) -> Result<Precondition, ApiError> {
     }
 }
 
-/// Methods each target accepts, for 405 answers.
 pub fn method_not_allowed(method: &Method) -> ApiError {
     ApiError::new(
-        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        StatusCode::METHOD_NOT_ALLOWED,
         "MethodNotAllowed",
         format!("The method {method} is not supported on this path."),
     )

@@ -1,18 +1,20 @@
-//! Network security groups (with their security rules and default rules) and application
-//! security groups: ARM's PUT/GET/PATCH/DELETE and lists, on the store.
+//! Resources on the store: ARM's PUT/GET/PATCH/DELETE and lists for every kind, and the child
+//! collections kept inside their parents' documents (an NSG's security rules, a VNet's subnets).
 //!
-//! Storage form: an NSG's rules live inside its document (see `nsg_store`'s crate docs); etags,
-//! default rules and read-only fields are added when a resource is rendered.
+//! Storage form: the document as normalised here (envelope from the path, children with their
+//! ids, read-only fields dropped). Etags, provisioning states and default rules are added when a
+//! resource is rendered. Every write is validated with `nsg-model` against the resources it
+//! references, inside the write's transaction.
 
 use crate::error::ApiError;
 use crate::request::{Child, Kind};
 use crate::AppState;
 use axum::http::StatusCode;
 use nsg_model::arm;
-use nsg_model::id::types;
 use nsg_model::{Environment, ResourceId};
 use nsg_store::{Precondition, Scope, StoredResource, Tx};
 use serde_json::{json, Map, Value};
+use std::net::IpAddr;
 
 /// A rendered resource and the status to answer with.
 pub struct Answer {
@@ -21,7 +23,7 @@ pub struct Answer {
 }
 
 impl Answer {
-    fn ok(body: Value) -> Answer {
+    pub fn ok(body: Value) -> Answer {
         Answer {
             status: StatusCode::OK,
             body: Some(body),
@@ -37,25 +39,19 @@ impl Answer {
             body: Some(body),
         }
     }
-    fn deleted(existed: bool) -> Answer {
-        Answer {
-            status: if existed {
-                StatusCode::OK
-            } else {
-                StatusCode::NO_CONTENT
-            },
-            body: None,
-        }
+    fn deleted(kind: Kind, existed: bool) -> Answer {
+        // The SDK's poller for network watchers accepts 202/204 only.
+        let status = match (existed, kind) {
+            (false, _) => StatusCode::NO_CONTENT,
+            (true, Kind::NetworkWatcher) => StatusCode::ACCEPTED,
+            (true, _) => StatusCode::OK,
+        };
+        Answer { status, body: None }
     }
 }
 
-fn not_found(kind: Kind, id: &ResourceId) -> ApiError {
-    let short = kind.arm_type().trim_start_matches("Microsoft.Network/");
-    ApiError::not_found(
-        &format!("Microsoft.Network/{short}"),
-        id.name(),
-        id.resource_group(),
-    )
+pub fn not_found(kind: Kind, id: &ResourceId) -> ApiError {
+    ApiError::not_found(kind.arm_type(), id.name(), id.resource_group())
 }
 
 /// Parses a request body as a JSON object.
@@ -93,17 +89,21 @@ fn object(value: &mut Value) -> &mut Map<String, Value> {
     value.as_object_mut().expect("made an object above")
 }
 
-/// The envelope fields every stored resource gets from its path, and the location rule.
+fn properties(doc: &mut Map<String, Value>) -> &mut Map<String, Value> {
+    object(doc.entry("properties").or_insert_with(|| json!({})))
+}
+
+/// The envelope every stored resource gets from its path, and ARM's location rules.
 fn envelope(
     id: &ResourceId,
-    arm_type: &str,
+    kind: Kind,
     body: &mut Map<String, Value>,
     existing: Option<&StoredResource>,
 ) -> Result<(), ApiError> {
     body.remove("etag");
     body.insert("id".into(), json!(id.as_str()));
     body.insert("name".into(), json!(id.name()));
-    body.insert("type".into(), json!(arm_type));
+    body.insert("type".into(), json!(kind.arm_type()));
     let existing_location = existing.and_then(|e| e.document.get("location").cloned());
     match (body.get("location").cloned(), existing_location) {
         (Some(Value::String(new)), Some(Value::String(old))) if !same_location(&new, &old) => Err(ApiError::bad_request(
@@ -130,109 +130,388 @@ fn same_location(a: &str, b: &str) -> bool {
 }
 
 /// The resource GUID is assigned once and kept.
-fn resource_guid(existing: Option<&StoredResource>) -> Value {
-    existing
+fn keep_resource_guid(doc: &mut Map<String, Value>, existing: Option<&StoredResource>) {
+    let guid = existing
         .and_then(|e| e.document.pointer("/properties/resourceGuid").cloned())
-        .unwrap_or_else(|| json!(uuid::Uuid::new_v4().to_string()))
+        .unwrap_or_else(|| json!(uuid::Uuid::new_v4().to_string()));
+    properties(doc).insert("resourceGuid".into(), guid);
 }
 
-/// Normalises an NSG body into its stored form: envelope from the path, read-only fields
-/// dropped or set, each rule given its id and type.
-fn normalise_nsg(
+/// Gives each child of `collection` its id and type; every child needs a name.
+fn normalise_children(
+    parent: &ResourceId,
+    doc: &mut Map<String, Value>,
+    child: Child,
+) -> Result<(), ApiError> {
+    let field = format!("properties.{}", child.collection());
+    let list = properties(doc)
+        .entry(child.collection())
+        .or_insert_with(|| json!([]));
+    let Value::Array(items) = list else {
+        return Err(ApiError::bad_request(
+            "InvalidRequestFormat",
+            format!("{field} must be an array."),
+        )
+        .with_target(field));
+    };
+    for (i, item) in items.iter_mut().enumerate() {
+        let Value::Object(item) = item else {
+            return Err(ApiError::bad_request(
+                "InvalidRequestFormat",
+                format!("{field}[{i}] must be an object."),
+            ));
+        };
+        let name = item
+            .get("name")
+            .and_then(Value::as_str)
+            .or_else(|| {
+                item.get("id")
+                    .and_then(Value::as_str)
+                    .and_then(|t| t.rsplit('/').next())
+            })
+            .filter(|n| !n.is_empty())
+            .map(str::to_string)
+            .ok_or_else(|| {
+                ApiError::bad_request("InvalidRequestFormat", format!("{field}[{i}] has no name."))
+                    .with_target(format!("{field}[{i}].name"))
+            })?;
+        normalise_child(parent, child, &name, item);
+    }
+    Ok(())
+}
+
+fn normalise_child(parent: &ResourceId, child: Child, name: &str, item: &mut Map<String, Value>) {
+    item.remove("etag");
+    item.insert("name".into(), json!(name));
+    item.insert(
+        "id".into(),
+        json!(parent.child(child.collection(), name).as_str()),
+    );
+    item.insert("type".into(), json!(child.arm_type()));
+    properties(item).remove("provisioningState");
+}
+
+/// Normalises a request body into the stored form of `kind`.
+fn normalise(
+    tx: &Tx<'_>,
+    kind: Kind,
     id: &ResourceId,
     mut body: Map<String, Value>,
     existing: Option<&StoredResource>,
 ) -> Result<Value, ApiError> {
-    envelope(id, types::NETWORK_SECURITY_GROUP, &mut body, existing)?;
-    let properties = object(body.entry("properties").or_insert_with(|| json!({})));
-    for read_only in [
-        "defaultSecurityRules",
-        "subnets",
-        "networkInterfaces",
-        "flowLogs",
-        "provisioningState",
-    ] {
-        properties.remove(read_only);
+    envelope(id, kind, &mut body, existing)?;
+    let props = properties(&mut body);
+    for read_only in ["provisioningState", "defaultSecurityRules", "flowLogs"] {
+        props.remove(read_only);
     }
-    properties.insert("resourceGuid".into(), resource_guid(existing));
-    properties.entry("flushConnection").or_insert(json!(false));
-    let rules = properties
-        .entry("securityRules")
-        .or_insert_with(|| json!([]));
-    let Value::Array(rules) = rules else {
-        return Err(ApiError::bad_request(
-            "InvalidRequestFormat",
-            "properties.securityRules must be an array.",
-        )
-        .with_target("properties.securityRules"));
-    };
-    for (i, rule) in rules.iter_mut().enumerate() {
-        let Value::Object(rule) = rule else {
-            return Err(ApiError::bad_request(
-                "InvalidRequestFormat",
-                format!("properties.securityRules[{i}] must be an object."),
-            ));
-        };
-        let name = rule
-            .get("name")
-            .and_then(Value::as_str)
-            .or_else(|| {
-                rule.get("id")
-                    .and_then(Value::as_str)
-                    .and_then(|t| t.rsplit('/').next())
-            })
-            .map(str::to_string)
-            .ok_or_else(|| {
-                ApiError::bad_request(
-                    "InvalidRequestFormat",
-                    format!("properties.securityRules[{i}] has no name."),
-                )
-                .with_target(format!("properties.securityRules[{i}].name"))
-            })?;
-        normalise_rule(id, &name, rule);
+    match kind {
+        Kind::NetworkSecurityGroup => {
+            for back_reference in ["subnets", "networkInterfaces"] {
+                props.remove(back_reference);
+            }
+            props.entry("flushConnection").or_insert(json!(false));
+            keep_resource_guid(&mut body, existing);
+            normalise_children(id, &mut body, Child::SecurityRules)?;
+        }
+        Kind::ApplicationSecurityGroup => keep_resource_guid(&mut body, existing),
+        Kind::VirtualNetwork => {
+            keep_resource_guid(&mut body, existing);
+            normalise_children(id, &mut body, Child::Subnets)?;
+            properties(&mut body)
+                .entry("virtualNetworkPeerings")
+                .or_insert_with(|| json!([]));
+        }
+        Kind::NetworkInterface => {
+            keep_resource_guid(&mut body, existing);
+            allocate_addresses(tx, id, &mut body, existing)?;
+            properties(&mut body)
+                .entry("macAddress")
+                .or_insert_with(|| json!(mac_address(id)));
+        }
+        Kind::VirtualMachine | Kind::NetworkWatcher => {}
     }
     let doc = Value::Object(body);
-    check_shape::<arm::NetworkSecurityGroup>(&doc)?;
+    match kind {
+        Kind::NetworkSecurityGroup => check_shape::<arm::NetworkSecurityGroup>(&doc)?,
+        Kind::VirtualNetwork => check_shape::<arm::VirtualNetwork>(&doc)?,
+        Kind::NetworkInterface => check_shape::<arm::NetworkInterface>(&doc)?,
+        Kind::VirtualMachine => check_shape::<arm::VirtualMachine>(&doc)?,
+        Kind::ApplicationSecurityGroup | Kind::NetworkWatcher => {}
+    }
     Ok(doc)
 }
 
-fn normalise_rule(nsg: &ResourceId, name: &str, rule: &mut Map<String, Value>) {
-    rule.remove("etag");
-    rule.insert("name".into(), json!(name));
-    rule.insert(
-        "id".into(),
-        json!(nsg.child("securityRules", name).as_str()),
-    );
-    rule.insert("type".into(), json!(types::SECURITY_RULE));
-    let properties = object(rule.entry("properties").or_insert_with(|| json!({})));
-    properties.remove("provisioningState");
+/// A stable MAC address for a NIC, in Azure's `00-0D-3A-…` range, from its id.
+fn mac_address(id: &ResourceId) -> String {
+    let key = id.as_str().to_ascii_lowercase();
+    let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    let b = hash.to_be_bytes();
+    format!("00-0D-3A-{:02X}-{:02X}-{:02X}", b[0], b[1], b[2])
 }
 
-/// Validates an NSG document with nsg-model, against the ASGs of the store.
-fn validate_nsg(
-    state: &AppState,
+/// Dynamic private addresses, as Azure allocates them: the first free address of the subnet
+/// from the fifth on (Azure reserves the first four and the last). A configuration keeps the
+/// address it had; `Static` addresses are taken as given.
+fn allocate_addresses(
     tx: &Tx<'_>,
     id: &ResourceId,
-    doc: &Value,
+    doc: &mut Map<String, Value>,
+    existing: Option<&StoredResource>,
 ) -> Result<(), ApiError> {
-    let mut env = Environment::new();
-    let mut asgs = Vec::new();
+    let Some(Value::Array(configs)) = properties(doc).get_mut("ipConfigurations") else {
+        return Ok(());
+    };
+    for (i, config) in configs.iter_mut().enumerate() {
+        let Value::Object(config) = config else {
+            return Err(ApiError::bad_request(
+                "InvalidRequestFormat",
+                format!("properties.ipConfigurations[{i}] must be an object."),
+            ));
+        };
+        let name = config
+            .get("name")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("ipconfig{}", i + 1));
+        normalise_ip_configuration(id, &name, config);
+        let p = properties(config);
+        let method = p
+            .get("privateIPAllocationMethod")
+            .and_then(Value::as_str)
+            .unwrap_or("Dynamic")
+            .to_string();
+        p.insert("privateIPAllocationMethod".into(), json!(method));
+        let version = p
+            .get("privateIPAddressVersion")
+            .and_then(Value::as_str)
+            .unwrap_or("IPv4")
+            .to_string();
+        p.insert("privateIPAddressVersion".into(), json!(version));
+        if method.eq_ignore_ascii_case("Static") && p.contains_key("privateIPAddress") {
+            continue;
+        }
+        let subnet = p
+            .get("subnet")
+            .and_then(|s| s.get("id"))
+            .and_then(Value::as_str)
+            .and_then(|t| ResourceId::parse(t).ok());
+        let Some(subnet) = subnet else {
+            continue; // validation reports the missing subnet
+        };
+        let kept = existing.and_then(|e| {
+            e.document
+                .pointer("/properties/ipConfigurations")?
+                .as_array()?
+                .iter()
+                .find_map(|c| {
+                    let same_name = c.get("name")?.as_str()?.eq_ignore_ascii_case(&name);
+                    let same_subnet = c
+                        .pointer("/properties/subnet/id")?
+                        .as_str()?
+                        .eq_ignore_ascii_case(subnet.as_str());
+                    (same_name && same_subnet)
+                        .then(|| c.pointer("/properties/privateIPAddress").cloned())
+                        .flatten()
+                })
+        });
+        let address = match kept {
+            Some(address) => address,
+            None => json!(
+                free_address(tx, id, &subnet, version.eq_ignore_ascii_case("IPv6"))?.to_string()
+            ),
+        };
+        p.insert("privateIPAddress".into(), address);
+    }
+    Ok(())
+}
+
+fn normalise_ip_configuration(nic: &ResourceId, name: &str, config: &mut Map<String, Value>) {
+    config.remove("etag");
+    config.insert("name".into(), json!(name));
+    config.insert(
+        "id".into(),
+        json!(nic.child("ipConfigurations", name).as_str()),
+    );
+    config.insert(
+        "type".into(),
+        json!("Microsoft.Network/networkInterfaces/ipConfigurations"),
+    );
+    properties(config).remove("provisioningState");
+}
+
+fn free_address(
+    tx: &Tx<'_>,
+    nic: &ResourceId,
+    subnet: &ResourceId,
+    v6: bool,
+) -> Result<IpAddr, ApiError> {
+    let missing = || {
+        ApiError::bad_request(
+            "InvalidResourceReference",
+            format!("Resource {subnet} referenced by resource {nic} was not found."),
+        )
+    };
+    let vnet = tx
+        .get(&subnet.parent().ok_or_else(missing)?)?
+        .ok_or_else(missing)?;
+    let subnet_doc = vnet
+        .document
+        .pointer("/properties/subnets")
+        .and_then(Value::as_array)
+        .and_then(|subnets| {
+            subnets.iter().find(|s| {
+                s.get("name")
+                    .and_then(Value::as_str)
+                    .is_some_and(|n| n.eq_ignore_ascii_case(subnet.name()))
+            })
+        });
+    let subnet_doc = subnet_doc.ok_or_else(missing)?;
+    let prefixes: Vec<ipnet::IpNet> = subnet_doc
+        .pointer("/properties/addressPrefix")
+        .into_iter()
+        .chain(
+            subnet_doc
+                .pointer("/properties/addressPrefixes")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten(),
+        )
+        .filter_map(|p| p.as_str()?.parse().ok())
+        .filter(|p: &ipnet::IpNet| p.addr().is_ipv6() == v6)
+        .collect();
+    let used = addresses_in_use(tx, nic, subnet)?;
+    for prefix in prefixes {
+        let (first, last) = match prefix {
+            ipnet::IpNet::V4(n) => (
+                u128::from(u32::from(n.network())),
+                u128::from(u32::from(n.broadcast())),
+            ),
+            ipnet::IpNet::V6(n) => (u128::from(n.network()), u128::from(n.broadcast())),
+        };
+        let mut candidate = first + 4;
+        while candidate < last {
+            let ip = if v6 {
+                IpAddr::V6(candidate.into())
+            } else {
+                IpAddr::V4((candidate as u32).into())
+            };
+            if !used.contains(&ip) {
+                return Ok(ip);
+            }
+            candidate += 1;
+        }
+    }
+    Err(ApiError::bad_request(
+        "SubnetIsFull",
+        format!(
+            "Subnet {subnet} has no free {} address left.",
+            if v6 { "IPv6" } else { "IPv4" }
+        ),
+    ))
+}
+
+/// Private addresses of the subnet's IP configurations on NICs other than `except`.
+fn addresses_in_use(
+    tx: &Tx<'_>,
+    except: &ResourceId,
+    subnet: &ResourceId,
+) -> Result<Vec<IpAddr>, ApiError> {
+    let mut used = Vec::new();
+    for nic in all(tx, Kind::NetworkInterface, except.subscription())? {
+        if nic.id == *except {
+            continue;
+        }
+        for config in nic
+            .document
+            .pointer("/properties/ipConfigurations")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let in_subnet = config
+                .pointer("/properties/subnet/id")
+                .and_then(Value::as_str)
+                .is_some_and(|s| s.eq_ignore_ascii_case(subnet.as_str()));
+            let address = config
+                .pointer("/properties/privateIPAddress")
+                .and_then(Value::as_str)
+                .and_then(|a| a.split('/').next()?.parse().ok());
+            if let (true, Some(address)) = (in_subnet, address) {
+                used.push(address);
+            }
+        }
+    }
+    Ok(used)
+}
+
+/// Every stored resource of `kind` in `subscription`, page by page.
+pub fn all(tx: &Tx<'_>, kind: Kind, subscription: &str) -> Result<Vec<StoredResource>, ApiError> {
+    let mut items = Vec::new();
     let mut page = None;
     loop {
         let listed = tx.list(
-            types::APPLICATION_SECURITY_GROUP,
-            Scope::Subscription(id.subscription().to_string()),
+            kind.arm_type(),
+            Scope::Subscription(subscription.to_string()),
             page.as_ref(),
             nsg_store::MAX_PAGE_SIZE,
         )?;
-        asgs.extend(listed.items.iter().map(|a| a.rendered()));
+        items.extend(listed.items);
         match listed.next {
             Some(next) => page = Some(next),
-            None => break,
+            None => return Ok(items),
         }
     }
-    asgs.push(doc.clone());
-    env.add_value("request", Value::Array(asgs))
+}
+
+/// Ids a document references (outside its own children), and the VNets of referenced subnets.
+fn references(doc: &Value, own: &ResourceId, found: &mut Vec<ResourceId>) {
+    match doc {
+        Value::Object(map) => {
+            for (key, value) in map {
+                if key == "id" {
+                    if let Some(id) = value.as_str().and_then(|t| ResourceId::parse(t).ok()) {
+                        let is_own = id == *own || id.parent().is_some_and(|p| p == *own);
+                        if !is_own {
+                            found.extend(id.parent());
+                            found.push(id);
+                        }
+                    }
+                } else {
+                    references(value, own, found);
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| references(v, own, found)),
+        _ => {}
+    }
+}
+
+/// Validates a document with nsg-model, with the resources it references as context.
+fn validate(
+    state: &AppState,
+    tx: &Tx<'_>,
+    kind: Kind,
+    id: &ResourceId,
+    doc: &Value,
+) -> Result<(), ApiError> {
+    if matches!(kind, Kind::ApplicationSecurityGroup | Kind::NetworkWatcher) {
+        return Ok(());
+    }
+    let mut referenced = Vec::new();
+    references(doc, id, &mut referenced);
+    let mut docs = vec![doc.clone()];
+    let mut seen = std::collections::HashSet::new();
+    for reference in referenced {
+        if seen.insert(reference.clone()) {
+            if let Some(stored) = tx.get(&reference)? {
+                docs.push(stored.rendered());
+            }
+        }
+    }
+    let mut env = Environment::new();
+    env.add_value("request", Value::Array(docs))
         .map_err(|e| ApiError::bad_request("InvalidRequestFormat", e.to_string()))?;
     match nsg_model::validate(&env, state.catalog.as_ref()) {
         Ok(_) => Ok(()),
@@ -250,63 +529,57 @@ fn validate_nsg(
     }
 }
 
-/// An NSG as GET returns it: etag on it and its rules, provisioning states, default rules.
-pub fn render_nsg(stored: &StoredResource) -> Value {
+/// A resource as GET returns it: etags, provisioning states, an NSG's default rules.
+pub fn render(kind: Kind, stored: &StoredResource) -> Value {
     let mut doc = stored.rendered();
     let etag = json!(stored.etag);
-    let properties = object(
-        object(&mut doc)
-            .entry("properties")
-            .or_insert_with(|| json!({})),
-    );
-    properties.insert("provisioningState".into(), json!("Succeeded"));
-    if let Some(Value::Array(rules)) = properties.get_mut("securityRules") {
-        for rule in rules.iter_mut() {
-            render_rule(rule, &etag);
+    let map = object(&mut doc);
+    let props = properties(map);
+    props.insert("provisioningState".into(), json!("Succeeded"));
+    for child in kind.children() {
+        if let Some(Value::Array(items)) = props.get_mut(child.collection()) {
+            for item in items.iter_mut() {
+                let item = object(item);
+                item.insert("etag".into(), etag.clone());
+                properties(item).insert("provisioningState".into(), json!("Succeeded"));
+            }
         }
     }
-    let defaults: Vec<Value> = nsg_model::defaults::default_rule_documents(&stored.id)
-        .into_iter()
-        .map(|d| {
-            let mut d = serde_json::to_value(d).expect("default rules serialise");
-            object(&mut d).insert("etag".into(), etag.clone());
-            d
-        })
-        .collect();
-    properties.insert("defaultSecurityRules".into(), Value::Array(defaults));
+    if let Some(Value::Array(configs)) = props.get_mut("ipConfigurations") {
+        for config in configs.iter_mut() {
+            let config = object(config);
+            config.insert("etag".into(), etag.clone());
+            properties(config).insert("provisioningState".into(), json!("Succeeded"));
+        }
+    }
+    if kind == Kind::NetworkSecurityGroup {
+        let defaults: Vec<Value> = nsg_model::defaults::default_rule_documents(&stored.id)
+            .into_iter()
+            .map(|d| {
+                let mut d = serde_json::to_value(d).expect("default rules serialise");
+                object(&mut d).insert("etag".into(), etag.clone());
+                d
+            })
+            .collect();
+        props.insert("defaultSecurityRules".into(), Value::Array(defaults));
+    }
     doc
 }
 
-fn render_rule(rule: &mut Value, etag: &Value) {
-    let rule = object(rule);
-    rule.insert("etag".into(), etag.clone());
-    let properties = object(rule.entry("properties").or_insert_with(|| json!({})));
-    properties.insert("provisioningState".into(), json!("Succeeded"));
-}
-
-fn render(kind: Kind, stored: &StoredResource) -> Value {
-    match kind {
-        Kind::NetworkSecurityGroup => render_nsg(stored),
-        Kind::ApplicationSecurityGroup => {
-            let mut doc = stored.rendered();
-            let properties = object(
-                object(&mut doc)
-                    .entry("properties")
-                    .or_insert_with(|| json!({})),
-            );
-            properties.insert("provisioningState".into(), json!("Succeeded"));
-            doc
-        }
-    }
+fn stored_of_kind(
+    state: &AppState,
+    kind: Kind,
+    id: &ResourceId,
+) -> Result<StoredResource, ApiError> {
+    state
+        .store
+        .get(id)?
+        .filter(|s| s.resource_type.eq_ignore_ascii_case(kind.arm_type()))
+        .ok_or_else(|| not_found(kind, id))
 }
 
 pub fn get(state: &AppState, kind: Kind, id: &ResourceId) -> Result<Answer, ApiError> {
-    let stored = state
-        .store
-        .get(id)?
-        .filter(|s| s.resource_type.eq_ignore_ascii_case(kind.arm_type()));
-    let stored = stored.ok_or_else(|| not_found(kind, id))?;
-    Ok(Answer::ok(render(kind, &stored)))
+    Ok(Answer::ok(render(kind, &stored_of_kind(state, kind, id)?)))
 }
 
 pub fn put(
@@ -318,26 +591,8 @@ pub fn put(
 ) -> Result<Answer, ApiError> {
     state.store.transaction(|tx| {
         let existing = tx.get(id)?;
-        let doc = match kind {
-            Kind::NetworkSecurityGroup => {
-                let doc = normalise_nsg(id, body, existing.as_ref())?;
-                validate_nsg(state, tx, id, &doc)?;
-                doc
-            }
-            Kind::ApplicationSecurityGroup => {
-                let mut body = body;
-                envelope(
-                    id,
-                    types::APPLICATION_SECURITY_GROUP,
-                    &mut body,
-                    existing.as_ref(),
-                )?;
-                let properties = object(body.entry("properties").or_insert_with(|| json!({})));
-                properties.remove("provisioningState");
-                properties.insert("resourceGuid".into(), resource_guid(existing.as_ref()));
-                Value::Object(body)
-            }
-        };
+        let doc = normalise(tx, kind, id, body, existing.as_ref())?;
+        validate(state, tx, kind, id, &doc)?;
         let outcome = tx.put(id, doc, precondition)?;
         Ok(Answer::written(
             outcome.created(),
@@ -383,191 +638,235 @@ pub fn delete(
 ) -> Result<Answer, ApiError> {
     state.store.transaction(|tx| {
         if tx.get(id)?.is_none() {
-            return Ok(Answer::deleted(false));
+            return Ok(Answer::deleted(kind, false));
         }
-        let users = referrers(tx, id)?;
+        let (users, code, what): (Vec<String>, &str, &str) = match kind {
+            Kind::NetworkSecurityGroup => (
+                referrers(
+                    tx,
+                    id,
+                    &[Kind::VirtualNetwork, Kind::NetworkInterface],
+                    false,
+                )?,
+                "InUseNetworkSecurityGroupCannotBeDeleted",
+                "Network security group",
+            ),
+            Kind::ApplicationSecurityGroup => (
+                referrers(
+                    tx,
+                    id,
+                    &[Kind::NetworkSecurityGroup, Kind::NetworkInterface],
+                    false,
+                )?,
+                "InUseApplicationSecurityGroupCannotBeDeleted",
+                "Application security group",
+            ),
+            Kind::VirtualNetwork => (
+                referrers(tx, id, &[Kind::NetworkInterface], true)?,
+                "InUseSubnetCannotBeDeleted",
+                "Virtual network",
+            ),
+            Kind::NetworkInterface => (
+                referrers(tx, id, &[Kind::VirtualMachine], false)?,
+                "NicInUse",
+                "Network interface",
+            ),
+            Kind::VirtualMachine | Kind::NetworkWatcher => (Vec::new(), "", ""),
+        };
         if !users.is_empty() {
-            let (code, what) = match kind {
-                Kind::NetworkSecurityGroup => ("InUseNetworkSecurityGroupCannotBeDeleted", "Network security group"),
-                Kind::ApplicationSecurityGroup => ("InUseApplicationSecurityGroupCannotBeDeleted", "Application security group"),
-            };
-            return Err(ApiError::bad_request(
-                code,
-                format!(
-                    "{what} {id} cannot be deleted because it is in use by the following resources: {}. In order to delete the {what}, remove the association with the resource(s).",
-                    users.join(", ")
-                ),
-            ));
+            return Err(in_use(code, what, id, &users));
         }
-        Ok(Answer::deleted(tx.delete(id, precondition)?))
+        Ok(Answer::deleted(kind, tx.delete(id, precondition)?))
     })
 }
 
-/// Stored resources (other than `id` itself) whose documents reference `id`.
-fn referrers(tx: &Tx<'_>, id: &ResourceId) -> Result<Vec<String>, ApiError> {
+fn in_use(code: &str, what: &str, id: &ResourceId, users: &[String]) -> ApiError {
+    ApiError::bad_request(
+        code,
+        format!(
+            "{what} {id} cannot be deleted because it is in use by the following resources: {}. In order to delete it, remove the association with the resource(s).",
+            users.join(", ")
+        ),
+    )
+}
+
+/// Stored resources of `kinds` (other than `id`) whose documents reference `id` — or, with
+/// `under`, anything below it (a VNet's subnets).
+fn referrers(
+    tx: &Tx<'_>,
+    id: &ResourceId,
+    kinds: &[Kind],
+    under: bool,
+) -> Result<Vec<String>, ApiError> {
     let mut users = Vec::new();
-    for kind in [
-        types::NETWORK_SECURITY_GROUP,
-        types::VIRTUAL_NETWORK,
-        types::NETWORK_INTERFACE,
-    ] {
-        let mut page = None;
-        loop {
-            let listed = tx.list(
-                kind,
-                Scope::Subscription(id.subscription().to_string()),
-                page.as_ref(),
-                nsg_store::MAX_PAGE_SIZE,
-            )?;
-            for item in &listed.items {
-                if item.id != *id && mentions(&item.document, id) {
-                    users.push(item.id.to_string());
-                }
-            }
-            match listed.next {
-                Some(next) => page = Some(next),
-                None => break,
+    for &kind in kinds {
+        for item in all(tx, kind, id.subscription())? {
+            if item.id != *id && mentions(&item.document, id, under) {
+                users.push(item.id.to_string());
             }
         }
     }
     Ok(users)
 }
 
-/// Whether any `id` field in `doc` names `target` (ids compare case-insensitively).
-fn mentions(doc: &Value, target: &ResourceId) -> bool {
+fn mentions(doc: &Value, target: &ResourceId, under: bool) -> bool {
+    let hits = |id: ResourceId| {
+        id == *target
+            || (under && std::iter::successors(id.parent(), |p| p.parent()).any(|p| p == *target))
+    };
     match doc {
         Value::Object(map) => map.iter().any(|(k, v)| {
             (k == "id"
                 && v.as_str()
                     .and_then(|t| ResourceId::parse(t).ok())
-                    .is_some_and(|r| r == *target))
-                || (k != "id" && mentions(v, target))
+                    .is_some_and(hits))
+                || (k != "id" && mentions(v, target, under))
         }),
-        Value::Array(items) => items.iter().any(|v| mentions(v, target)),
+        Value::Array(items) => items.iter().any(|v| mentions(v, target, under)),
         _ => false,
     }
 }
 
-/// A child of an NSG: a security rule (read-write) or a default rule (read-only).
+fn find_child<'v>(rendered: &'v Value, child: Child, name: &str) -> Option<&'v Value> {
+    rendered["properties"][child.collection()]
+        .as_array()?
+        .iter()
+        .find(|r| {
+            r["name"]
+                .as_str()
+                .is_some_and(|n| n.eq_ignore_ascii_case(name))
+        })
+}
+
 pub fn get_child(
     state: &AppState,
+    kind: Kind,
     parent: &ResourceId,
     child: Child,
     name: &str,
 ) -> Result<Answer, ApiError> {
-    let nsg = state
-        .store
-        .get(parent)?
-        .ok_or_else(|| not_found(Kind::NetworkSecurityGroup, parent))?;
-    let rendered = render_nsg(&nsg);
-    let collection = match child {
-        Child::SecurityRules => "securityRules",
-        Child::DefaultSecurityRules => "defaultSecurityRules",
-    };
-    let found = rendered["properties"][collection]
-        .as_array()
-        .and_then(|rules| {
-            rules.iter().find(|r| {
-                r["name"]
-                    .as_str()
-                    .is_some_and(|n| n.eq_ignore_ascii_case(name))
-            })
+    let rendered = render(kind, &stored_of_kind(state, kind, parent)?);
+    find_child(&rendered, child, name)
+        .cloned()
+        .map(Answer::ok)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                format!("Resource {parent}/{}/{name} not found.", child.collection()),
+            )
         })
-        .cloned();
-    found.map(Answer::ok).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "NotFound",
-            format!("Resource {}/{collection}/{name} not found.", parent),
-        )
-    })
 }
 
 pub fn list_children(
     state: &AppState,
+    kind: Kind,
     parent: &ResourceId,
     child: Child,
 ) -> Result<Answer, ApiError> {
-    let nsg = state
-        .store
-        .get(parent)?
-        .ok_or_else(|| not_found(Kind::NetworkSecurityGroup, parent))?;
-    let rendered = render_nsg(&nsg);
-    let collection = match child {
-        Child::SecurityRules => "securityRules",
-        Child::DefaultSecurityRules => "defaultSecurityRules",
-    };
+    let rendered = render(kind, &stored_of_kind(state, kind, parent)?);
     Ok(Answer::ok(
-        json!({"value": rendered["properties"][collection].clone()}),
+        json!({"value": rendered["properties"][child.collection()].clone()}),
     ))
 }
 
-/// PUT of a security rule: a read-modify-write of its NSG in one transaction. The rule's etag
-/// is its NSG's, so `If-Match` is checked against the NSG.
-pub fn put_rule(
+/// PUT of a child (a security rule, a subnet): a read-modify-write of its parent in one
+/// transaction. A child's etag is its parent's, so `If-Match` is checked against the parent.
+pub fn put_child(
     state: &AppState,
+    kind: Kind,
     parent: &ResourceId,
+    child: Child,
     name: &str,
     body: Map<String, Value>,
     precondition: Precondition,
 ) -> Result<Answer, ApiError> {
+    if child == Child::DefaultSecurityRules {
+        return Err(read_only_defaults());
+    }
     state.store.transaction(|tx| {
         let existing = tx.get(parent)?.ok_or_else(|| {
-            ApiError::new(StatusCode::NOT_FOUND, "ParentResourceNotFound", format!("Can not perform requested operation on nested resource. Parent resource '{}' not found.", parent.name()))
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "ParentResourceNotFound",
+                format!("Can not perform requested operation on nested resource. Parent resource '{}' not found.", parent.name()),
+            )
         })?;
-        let mut nsg = existing.document.clone();
-        let mut rule = body;
-        normalise_rule(parent, name, &mut rule);
-        let rules = object(object(&mut nsg).entry("properties").or_insert_with(|| json!({})))
-            .entry("securityRules")
-            .or_insert_with(|| json!([]));
-        let rules = rules.as_array_mut().ok_or_else(|| ApiError::bad_request("InvalidRequestFormat", "stored securityRules is not an array"))?;
-        let position = rules.iter().position(|r| r["name"].as_str().is_some_and(|n| n.eq_ignore_ascii_case(name)));
+        let mut doc = existing.document.clone();
+        let mut item = body;
+        normalise_child(parent, child, name, &mut item);
+        let items = properties(object(&mut doc)).entry(child.collection()).or_insert_with(|| json!([]));
+        let items = items.as_array_mut().ok_or_else(|| ApiError::bad_request("InvalidRequestFormat", "the stored collection is not an array"))?;
+        let position = items.iter().position(|r| r["name"].as_str().is_some_and(|n| n.eq_ignore_ascii_case(name)));
         let created = position.is_none();
         match position {
-            Some(i) => rules[i] = Value::Object(rule),
-            None => rules.push(Value::Object(rule)),
+            Some(i) => items[i] = Value::Object(item),
+            None => items.push(Value::Object(item)),
         }
-        let nsg_body = nsg.as_object().cloned().unwrap_or_default();
-        let doc = normalise_nsg(parent, nsg_body, Some(&existing))?;
-        validate_nsg(state, tx, parent, &doc)?;
+        let doc = normalise(tx, kind, parent, doc.as_object().cloned().unwrap_or_default(), Some(&existing))?;
+        validate(state, tx, kind, parent, &doc)?;
         let outcome = tx.put(parent, doc, precondition)?;
-        let rendered = render_nsg(outcome.resource());
-        let rule = rendered["properties"]["securityRules"]
-            .as_array()
-            .and_then(|rules| rules.iter().find(|r| r["name"].as_str().is_some_and(|n| n.eq_ignore_ascii_case(name))))
-            .cloned()
-            .unwrap_or(Value::Null);
-        Ok(Answer::written(created, rule))
+        let rendered = render(kind, outcome.resource());
+        Ok(Answer::written(created, find_child(&rendered, child, name).cloned().unwrap_or(Value::Null)))
     })
 }
 
-pub fn delete_rule(
+pub fn delete_child(
     state: &AppState,
+    kind: Kind,
     parent: &ResourceId,
+    child: Child,
     name: &str,
     precondition: Precondition,
 ) -> Result<Answer, ApiError> {
+    if child == Child::DefaultSecurityRules {
+        return Err(read_only_defaults());
+    }
     state.store.transaction(|tx| {
         let Some(existing) = tx.get(parent)? else {
-            return Ok(Answer::deleted(false));
+            return Ok(Answer::deleted(kind, false));
         };
-        let mut nsg = existing.document;
-        let Some(Value::Array(rules)) = nsg.pointer_mut("/properties/securityRules") else {
-            return Ok(Answer::deleted(false));
+        if child == Child::Subnets {
+            let users = referrers(
+                tx,
+                &parent.child(child.collection(), name),
+                &[Kind::NetworkInterface],
+                false,
+            )?;
+            if !users.is_empty() {
+                return Err(in_use(
+                    "InUseSubnetCannotBeDeleted",
+                    "Subnet",
+                    &parent.child(child.collection(), name),
+                    &users,
+                ));
+            }
+        }
+        let mut doc = existing.document;
+        let Some(Value::Array(items)) =
+            doc.pointer_mut(&format!("/properties/{}", child.collection()))
+        else {
+            return Ok(Answer::deleted(kind, false));
         };
-        let before = rules.len();
-        rules.retain(|r| {
+        let before = items.len();
+        items.retain(|r| {
             !r["name"]
                 .as_str()
                 .is_some_and(|n| n.eq_ignore_ascii_case(name))
         });
-        if rules.len() == before {
-            return Ok(Answer::deleted(false));
+        if items.len() == before {
+            return Ok(Answer::deleted(kind, false));
         }
-        tx.put(parent, nsg, precondition)?;
-        Ok(Answer::deleted(true))
+        tx.put(parent, doc, precondition)?;
+        Ok(Answer::deleted(kind, true))
     })
+}
+
+fn read_only_defaults() -> ApiError {
+    ApiError::bad_request(
+        "CannotModifyDefaultSecurityRule",
+        "Default security rules are read-only; override them with security rules of higher priority.",
+    )
 }
 
 /// A page of a list; `next` is the `$skipToken` of the following page.

@@ -1,0 +1,223 @@
+//! Network Watcher's questions over the stored resources: IP flow verify and a NIC's effective
+//! security rules, answered by the same reference evaluator as `opennsg verify`; and the service
+//! tags of the loaded files.
+//!
+//! Each question loads the subscription's network resources into a model (`VirtualNetwork` at a
+//! NIC depends on peerings, ASG sides on every member NIC). Caching the resolved model between
+//! writes is the next step for large stores.
+
+use crate::error::ApiError;
+use crate::request::Kind;
+use crate::resources::{self, Answer};
+use crate::AppState;
+use nsg_model::model::{Model, NetworkInterface};
+use nsg_model::rule::{ip_proto, Direction};
+use nsg_model::{Environment, ResourceId};
+use nsg_policy::effective::effective_network_security_groups;
+use nsg_policy::{Endpoint, Flow, Resolver, Settings};
+use serde_json::{json, Map, Value};
+use std::net::IpAddr;
+
+/// The subscription's network resources as a validated model.
+fn model(state: &AppState, subscription: &str) -> Result<Model, ApiError> {
+    let docs = state.store.transaction(|tx| {
+        let mut docs = Vec::new();
+        for kind in [
+            Kind::NetworkSecurityGroup,
+            Kind::ApplicationSecurityGroup,
+            Kind::VirtualNetwork,
+            Kind::NetworkInterface,
+            Kind::VirtualMachine,
+        ] {
+            docs.extend(
+                resources::all(tx, kind, subscription)?
+                    .iter()
+                    .map(|s| s.rendered()),
+            );
+        }
+        Ok::<_, ApiError>(docs)
+    })?;
+    let mut env = Environment::new();
+    env.add_value("store", Value::Array(docs))
+        .map_err(|e| ApiError::bad_request("InvalidRequestFormat", e.to_string()))?;
+    nsg_model::validate(&env, state.catalog.as_ref()).map_err(|errors| ApiError::invalid(&errors))
+}
+
+fn field<'b>(body: &'b Map<String, Value>, name: &str) -> Result<&'b str, ApiError> {
+    body.get(name).and_then(Value::as_str).ok_or_else(|| {
+        ApiError::bad_request("InvalidRequestFormat", format!("{name} is required."))
+            .with_target(name)
+    })
+}
+
+/// The NIC a request targets: a NIC id, or a VM id (with `targetNicResourceId` when the VM has
+/// several NICs).
+fn target_nic<'m>(
+    model: &'m Model,
+    target: &str,
+    nic: Option<&str>,
+) -> Result<&'m NetworkInterface, ApiError> {
+    let invalid = |what: String| {
+        ApiError::bad_request("InvalidTargetResource", what).with_target("targetResourceId")
+    };
+    let id = ResourceId::parse(target)
+        .map_err(|_| invalid(format!("'{target}' is not a resource id.")))?;
+    if let Some(found) = model.network_interface(&id) {
+        return Ok(found);
+    }
+    let vm = model
+        .virtual_machine(&id)
+        .ok_or_else(|| invalid(format!("The target resource {target} is neither a virtual machine nor a network interface of this server.")))?;
+    let chosen = match (nic, vm.network_interfaces.as_slice()) {
+        (Some(nic), _) => ResourceId::parse(nic).map_err(|_| invalid(format!("'{nic}' is not a resource id.")))?,
+        (None, [one]) => one.clone(),
+        (None, _) => {
+            return Err(invalid(format!(
+                "Virtual machine {target} has {} network interfaces: choose one with targetNicResourceId.",
+                vm.network_interfaces.len()
+            )))
+        }
+    };
+    if !vm.network_interfaces.contains(&chosen) {
+        return Err(invalid(format!(
+            "{chosen} is not a network interface of {target}."
+        )));
+    }
+    model
+        .network_interface(&chosen)
+        .ok_or_else(|| invalid(format!("Network interface {chosen} does not exist.")))
+}
+
+/// `POST …/networkWatchers/{nw}/ipFlowVerify`.
+pub fn ip_flow_verify(
+    state: &AppState,
+    watcher: &ResourceId,
+    body: Map<String, Value>,
+) -> Result<Answer, ApiError> {
+    resources::get(state, Kind::NetworkWatcher, watcher)?;
+    let direction = Direction::parse(field(&body, "direction")?).ok_or_else(|| {
+        ApiError::bad_request(
+            "InvalidRequestFormat",
+            "direction must be Inbound or Outbound.",
+        )
+        .with_target("direction")
+    })?;
+    let protocol = match field(&body, "protocol")?.to_ascii_uppercase().as_str() {
+        "TCP" => ip_proto::TCP,
+        "UDP" => ip_proto::UDP,
+        other => {
+            return Err(ApiError::bad_request(
+                "InvalidRequestFormat",
+                format!("protocol '{other}' is not TCP or UDP."),
+            )
+            .with_target("protocol"))
+        }
+    };
+    let address = |name: &str| -> Result<IpAddr, ApiError> {
+        let text = field(&body, name)?;
+        text.parse().map_err(|_| {
+            ApiError::bad_request(
+                "InvalidRequestFormat",
+                format!("{name} '{text}' is not an IP address."),
+            )
+            .with_target(name)
+        })
+    };
+    // `*` (allowed for the source port) is evaluated as port 0 (docs/semantics.md).
+    let port = |name: &str| -> Result<u16, ApiError> {
+        match field(&body, name)? {
+            "*" => Ok(0),
+            text => text.parse().map_err(|_| {
+                ApiError::bad_request(
+                    "InvalidRequestFormat",
+                    format!("{name} '{text}' is not a port 0-65535."),
+                )
+                .with_target(name)
+            }),
+        }
+    };
+    let flow = Flow {
+        direction,
+        protocol,
+        local: Endpoint {
+            ip: address("localIPAddress")?,
+            port: Some(port("localPort")?),
+        },
+        remote: Endpoint {
+            ip: address("remoteIPAddress")?,
+            port: Some(port("remotePort")?),
+        },
+    };
+    let model = model(state, watcher.subscription())?;
+    let nic = target_nic(
+        &model,
+        field(&body, "targetResourceId")?,
+        body.get("targetNicResourceId").and_then(Value::as_str),
+    )?;
+    let settings = Settings::default();
+    let mut resolver = Resolver::new(&model, state.catalog.as_ref(), settings);
+    let policy = resolver
+        .resolve(nic)
+        .map_err(|e| ApiError::bad_request("InvalidTargetResource", e.to_string()))?;
+    if !policy.owns(flow.local.ip) {
+        return Err(ApiError::bad_request(
+            "InvalidLocalIPAddress",
+            format!(
+                "The local IP address {} is not an address of network interface {}.",
+                flow.local.ip, nic.id
+            ),
+        )
+        .with_target("localIPAddress"));
+    }
+    let decision = nsg_policy::decide(&policy, &resolver.sets, &settings, &flow);
+    let mut result = json!({"access": decision.access.as_str()});
+    if let Some(rule) = decision.rule_name() {
+        result["ruleName"] = json!(rule);
+    }
+    Ok(Answer::ok(result))
+}
+
+/// `POST …/networkInterfaces/{nic}/effectiveNetworkSecurityGroups`.
+pub fn effective(state: &AppState, nic: &ResourceId) -> Result<Answer, ApiError> {
+    resources::get(state, Kind::NetworkInterface, nic)?;
+    let model = model(state, nic.subscription())?;
+    let found = model
+        .network_interface(nic)
+        .ok_or_else(|| resources::not_found(Kind::NetworkInterface, nic))?;
+    let mut resolver = Resolver::new(&model, state.catalog.as_ref(), Settings::default());
+    let list = effective_network_security_groups(&model, &mut resolver, found)
+        .map_err(|e| ApiError::bad_request("InvalidResourceReference", e.to_string()))?;
+    Ok(Answer::ok(
+        serde_json::to_value(list).expect("effective rules serialise"),
+    ))
+}
+
+/// `GET /subscriptions/{sub}/providers/Microsoft.Network/locations/{location}/serviceTags`:
+/// the loaded tag files in the REST API's shape (change numbers as strings).
+pub fn service_tags(state: &AppState, subscription: &str) -> Answer {
+    let catalog = state.catalog.as_ref();
+    let cloud = catalog.cloud().unwrap_or("Public").to_string();
+    let values: Vec<Value> = catalog
+        .iter()
+        .map(|tag| {
+            json!({
+                "name": tag.name,
+                "id": tag.id,
+                "properties": {
+                    "changeNumber": tag.change_number,
+                    "region": tag.region,
+                    "systemService": tag.system_service,
+                    "addressPrefixes": tag.prefixes.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+                }
+            })
+        })
+        .collect();
+    Answer::ok(json!({
+        "name": cloud.to_ascii_lowercase(),
+        "id": format!("/subscriptions/{subscription}/providers/Microsoft.Network/serviceTags/{}", cloud.to_ascii_lowercase()),
+        "type": "Microsoft.Network/serviceTags",
+        "changeNumber": catalog.change_number().unwrap_or("0"),
+        "cloud": cloud,
+        "values": values,
+    }))
+}

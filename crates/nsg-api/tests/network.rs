@@ -1,0 +1,392 @@
+//! The seed's VM1–VM4 picture built through the API (VNet, subnets, NICs with dynamic
+//! addresses, VMs, NSGs), then Network Watcher's questions, "in use" checks and validation.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use nsg_api::{router, AppState};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use tower::ServiceExt;
+
+const TOKEN: &str = "t";
+const SUB: &str = "/subscriptions/00000000-0000-0000-0000-000000000001";
+const V: &str = "api-version=2025-07-01";
+
+fn net(path: &str) -> String {
+    format!("{SUB}/resourceGroups/rg1/providers/Microsoft.Network/{path}")
+}
+
+/// The router, and the store directory it lives as long as.
+struct Api(axum::Router, #[allow(dead_code)] tempfile::TempDir);
+
+impl Api {
+    fn new() -> Api {
+        let dir = tempfile::tempdir().unwrap();
+        let mut catalog = nsg_tags::Catalog::new();
+        catalog
+            .load_json(br#"{"changeNumber": 7, "cloud": "Public", "values": [{"name": "Storage", "id": "Storage",
+                "properties": {"changeNumber": 3, "region": "", "systemService": "AzureStorage", "addressPrefixes": ["20.60.0.0/16"]}}]}"#)
+            .unwrap();
+        let state = AppState {
+            store: nsg_store::Store::open(dir.path()).unwrap(),
+            catalog: Arc::new(catalog),
+            tokens: vec![TOKEN.into()],
+            scheme: "http",
+            page_size: 100,
+        };
+        Api(router(Arc::new(state)), dir)
+    }
+
+    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let request = Request::builder()
+            .method(method)
+            .uri(format!("{path}?{V}"))
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .body(
+                body.map(|b| Body::from(b.to_string()))
+                    .unwrap_or_else(Body::empty),
+            )
+            .unwrap();
+        let response = self.0.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (
+            status,
+            if bytes.is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_slice(&bytes).unwrap()
+            },
+        )
+    }
+}
+
+fn rule(
+    name: &str,
+    priority: u32,
+    direction: &str,
+    access: &str,
+    source: &str,
+    destination: &str,
+) -> Value {
+    json!({"name": name, "properties": {"protocol": "Tcp", "sourceAddressPrefix": source, "sourcePortRange": "*",
+        "destinationAddressPrefix": destination, "destinationPortRange": "80", "access": access, "priority": priority, "direction": direction}})
+}
+
+fn nic(subnet: &str, nsg: Option<&str>) -> Value {
+    let mut body = json!({"location": "westeurope", "properties": {"ipConfigurations": [{"name": "ipconfig1", "properties": {
+        "privateIPAllocationMethod": "Dynamic", "subnet": {"id": net(&format!("virtualNetworks/vnet1/subnets/{subnet}"))}}}]}});
+    if let Some(nsg) = nsg {
+        body["properties"]["networkSecurityGroup"] =
+            json!({"id": net(&format!("networkSecurityGroups/{nsg}"))});
+    }
+    body
+}
+
+async fn seed() -> Api {
+    let api = Api::new();
+    let put = |path: String, body: Value| {
+        let api = &api;
+        async move {
+            let (status, reply) = api.call("PUT", &path, Some(body)).await;
+            assert!(status.is_success(), "{path}: {status} {reply}");
+            reply
+        }
+    };
+    put(
+        net("networkSecurityGroups/NSG1"),
+        json!({"location": "westeurope", "properties": {"securityRules": [
+        rule("Allow-HTTP-Internet", 200, "Inbound", "Allow", "Internet", "*")]}}),
+    )
+    .await;
+    put(
+        net("networkSecurityGroups/NSG2"),
+        json!({"location": "westeurope", "properties": {"securityRules": [
+        rule("Allow-HTTP-Internet", 300, "Inbound", "Allow", "Internet", "*"),
+        rule("Deny-HTTP-Out", 100, "Outbound", "Deny", "*", "Internet")]}}),
+    )
+    .await;
+    put(net("virtualNetworks/vnet1"), json!({"location": "westeurope", "properties": {"addressSpace": {"addressPrefixes": ["10.0.0.0/16"]},
+        "subnets": [{"name": "Subnet1", "properties": {"addressPrefix": "10.0.1.0/24", "networkSecurityGroup": {"id": net("networkSecurityGroups/NSG1")}}},
+                    {"name": "Subnet2", "properties": {"addressPrefix": "10.0.2.0/24"}}]}})).await;
+    put(
+        net("virtualNetworks/vnet1/subnets/Subnet3"),
+        json!({"properties": {"addressPrefix": "10.0.3.0/24"}}),
+    )
+    .await;
+    let vm1 = put(
+        net("networkInterfaces/vm1-nic"),
+        nic("Subnet1", Some("NSG2")),
+    )
+    .await;
+    assert_eq!(
+        vm1["properties"]["ipConfigurations"][0]["properties"]["privateIPAddress"], "10.0.1.4",
+        "the first free address from .4"
+    );
+    let vm2 = put(net("networkInterfaces/vm2-nic"), nic("Subnet1", None)).await;
+    assert_eq!(
+        vm2["properties"]["ipConfigurations"][0]["properties"]["privateIPAddress"],
+        "10.0.1.5"
+    );
+    put(net("networkInterfaces/vm4-nic"), nic("Subnet3", None)).await;
+    for (vm, nic) in [("VM1", "vm1-nic"), ("VM2", "vm2-nic"), ("VM4", "vm4-nic")] {
+        put(format!("{SUB}/resourceGroups/rg1/providers/Microsoft.Compute/virtualMachines/{vm}"),
+            json!({"location": "westeurope", "properties": {"networkProfile": {"networkInterfaces": [{"id": net(&format!("networkInterfaces/{nic}"))}]}}})).await;
+    }
+    put(format!("{SUB}/resourceGroups/NetworkWatcherRG/providers/Microsoft.Network/networkWatchers/NetworkWatcher_westeurope"),
+        json!({"location": "westeurope"})).await;
+    api
+}
+
+async fn verify(
+    api: &Api,
+    vm: &str,
+    direction: &str,
+    local: &str,
+    local_port: &str,
+    remote: &str,
+    remote_port: &str,
+) -> (StatusCode, Value) {
+    api.call(
+        "POST",
+        &format!("{SUB}/resourceGroups/NetworkWatcherRG/providers/Microsoft.Network/networkWatchers/NetworkWatcher_westeurope/ipFlowVerify"),
+        Some(json!({"targetResourceId": format!("{SUB}/resourceGroups/rg1/providers/Microsoft.Compute/virtualMachines/{vm}"),
+            "direction": direction, "protocol": "TCP", "localIPAddress": local, "localPort": local_port,
+            "remoteIPAddress": remote, "remotePort": remote_port})),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn ip_flow_verify_answers_the_seed_picture() {
+    let api = seed().await;
+    let cases = [
+        (
+            "VM1",
+            "Inbound",
+            "10.0.1.4",
+            "80",
+            "203.0.113.10",
+            "50000",
+            json!({"access": "Allow", "ruleName": "securityRules/Allow-HTTP-Internet"}),
+        ),
+        (
+            "VM1",
+            "Outbound",
+            "10.0.1.4",
+            "50000",
+            "203.0.113.10",
+            "80",
+            json!({"access": "Deny", "ruleName": "securityRules/Deny-HTTP-Out"}),
+        ),
+        (
+            "VM2",
+            "Inbound",
+            "10.0.1.5",
+            "80",
+            "203.0.113.10",
+            "50000",
+            json!({"access": "Allow", "ruleName": "securityRules/Allow-HTTP-Internet"}),
+        ),
+        (
+            "VM2",
+            "Inbound",
+            "10.0.1.5",
+            "22",
+            "203.0.113.10",
+            "50000",
+            json!({"access": "Deny", "ruleName": "defaultSecurityRules/DenyAllInBound"}),
+        ),
+        (
+            "VM4",
+            "Inbound",
+            "10.0.3.4",
+            "22",
+            "203.0.113.10",
+            "50000",
+            json!({"access": "Allow"}),
+        ),
+    ];
+    for (vm, direction, local, local_port, remote, remote_port, expected) in cases {
+        let (status, answer) =
+            verify(&api, vm, direction, local, local_port, remote, remote_port).await;
+        assert_eq!(
+            (status, &answer),
+            (StatusCode::OK, &expected),
+            "{vm} {direction} {local}:{local_port}"
+        );
+    }
+    let (status, error) = verify(
+        &api,
+        "VM1",
+        "Inbound",
+        "10.0.9.9",
+        "80",
+        "203.0.113.10",
+        "1",
+    )
+    .await;
+    assert_eq!(
+        (status, error["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("InvalidLocalIPAddress"))
+    );
+}
+
+#[tokio::test]
+async fn effective_rules_list_the_subnet_and_nic_nsgs() {
+    let api = seed().await;
+    let (status, effective) = api
+        .call(
+            "POST",
+            &format!(
+                "{}/effectiveNetworkSecurityGroups",
+                net("networkInterfaces/vm1-nic")
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{effective}");
+    let groups = effective["value"].as_array().unwrap();
+    assert_eq!(groups.len(), 2);
+    assert!(groups[0]["networkSecurityGroup"]["id"]
+        .as_str()
+        .unwrap()
+        .ends_with("/NSG1"));
+    assert!(groups[0]["association"]["subnet"]["id"]
+        .as_str()
+        .unwrap()
+        .ends_with("/subnets/Subnet1"));
+    assert!(groups[1]["association"]["networkInterface"]["id"]
+        .as_str()
+        .unwrap()
+        .ends_with("/vm1-nic"));
+}
+
+#[tokio::test]
+async fn resources_in_use_cannot_be_deleted() {
+    let api = seed().await;
+    let (status, error) = api
+        .call("DELETE", &net("networkSecurityGroups/NSG1"), None)
+        .await;
+    assert_eq!(
+        (status, error["error"]["code"].as_str()),
+        (
+            StatusCode::BAD_REQUEST,
+            Some("InUseNetworkSecurityGroupCannotBeDeleted")
+        )
+    );
+    let (_, error) = api
+        .call("DELETE", &net("networkSecurityGroups/NSG2"), None)
+        .await;
+    assert_eq!(
+        error["error"]["code"],
+        "InUseNetworkSecurityGroupCannotBeDeleted"
+    );
+    let (_, error) = api
+        .call(
+            "DELETE",
+            &net("virtualNetworks/vnet1/subnets/Subnet1"),
+            None,
+        )
+        .await;
+    assert_eq!(error["error"]["code"], "InUseSubnetCannotBeDeleted");
+    let (_, error) = api
+        .call("DELETE", &net("virtualNetworks/vnet1"), None)
+        .await;
+    assert_eq!(error["error"]["code"], "InUseSubnetCannotBeDeleted");
+    let (_, error) = api
+        .call("DELETE", &net("networkInterfaces/vm1-nic"), None)
+        .await;
+    assert_eq!(error["error"]["code"], "NicInUse");
+    let (status, _) = api
+        .call(
+            "DELETE",
+            &net("virtualNetworks/vnet1/subnets/Subnet2"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "an unused subnet goes");
+    let (_, vnet) = api.call("GET", &net("virtualNetworks/vnet1"), None).await;
+    assert_eq!(vnet["properties"]["subnets"].as_array().unwrap().len(), 2);
+    let watcher = format!("{SUB}/resourceGroups/NetworkWatcherRG/providers/Microsoft.Network/networkWatchers/NetworkWatcher_westeurope");
+    assert_eq!(
+        api.call("DELETE", &watcher, None).await.0,
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(
+        api.call("DELETE", &watcher, None).await.0,
+        StatusCode::NO_CONTENT
+    );
+}
+
+#[tokio::test]
+async fn writes_are_validated_against_what_they_reference() {
+    let api = seed().await;
+    let (status, error) = api
+        .call(
+            "PUT",
+            &net("networkInterfaces/bad-nic"),
+            Some(nic("Subnet1", Some("NoSuchNsg"))),
+        )
+        .await;
+    assert_eq!(
+        (status, error["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("InvalidResourceReference"))
+    );
+    let (_, error) = api
+        .call(
+            "PUT",
+            &net("virtualNetworks/vnet1/subnets/outside"),
+            Some(json!({"properties": {"addressPrefix": "10.9.0.0/24"}})),
+        )
+        .await;
+    assert_eq!(error["error"]["code"], "NetcfgInvalidSubnet");
+    let (_, error) = api
+        .call(
+            "PUT",
+            &net("networkInterfaces/far"),
+            Some(nic("Nowhere", None)),
+        )
+        .await;
+    assert_eq!(error["error"]["code"], "InvalidResourceReference");
+    let (status, created) = api
+        .call(
+            "PUT",
+            &net("networkSecurityGroups/NSG1/securityRules/storage"),
+            Some(rule("storage", 300, "Outbound", "Allow", "*", "Storage")),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "service tags of the loaded file are known: {created}"
+    );
+    let (_, error) = api
+        .call(
+            "PUT",
+            &net("networkSecurityGroups/NSG1/securityRules/sql"),
+            Some(rule("sql", 301, "Outbound", "Allow", "*", "Sql")),
+        )
+        .await;
+    assert_eq!(error["error"]["code"], "SecurityRuleInvalidAddressPrefix");
+}
+
+#[tokio::test]
+async fn service_tags_come_from_the_loaded_files() {
+    let api = Api::new();
+    let (status, tags) = api
+        .call(
+            "GET",
+            &format!("{SUB}/providers/Microsoft.Network/locations/westeurope/serviceTags"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(tags["changeNumber"], "7");
+    assert_eq!(tags["values"][0]["name"], "Storage");
+    assert_eq!(
+        tags["values"][0]["properties"]["addressPrefixes"],
+        json!(["20.60.0.0/16"])
+    );
+}
