@@ -11,6 +11,8 @@
 //! Requests need `Authorization: Bearer TOKEN` (compared in constant time), except `/healthz`.
 
 pub mod error;
+pub mod identity;
+pub mod metrics;
 pub mod request;
 pub mod resources;
 pub mod watcher;
@@ -45,15 +47,76 @@ pub struct AppState {
     pub scheme: &'static str,
     /// Items per list page.
     pub page_size: usize,
+    /// Subscriptions `GET /subscriptions` lists.
+    pub subscriptions: Vec<String>,
+    /// The tenant id of those subscriptions and of issued identity tokens.
+    pub tenant: String,
+    /// Whether `/msi/token` answers (see [`identity`]).
+    pub identity_endpoint: bool,
+    /// Identity tokens issued, with their expiry.
+    issued: std::sync::Mutex<HashMap<String, std::time::Duration>>,
+    pub metrics: metrics::Metrics,
+}
+
+/// The subscription `GET /subscriptions` lists unless told otherwise.
+pub const DEFAULT_SUBSCRIPTION: &str = "00000000-0000-0000-0000-000000000001";
+/// The tenant OpenNSG's subscriptions belong to.
+pub const DEFAULT_TENANT: &str = "00000000-0000-0000-0000-00000000000a";
+
+impl AppState {
+    /// A state with defaults: HTTP, pages of 100, the default subscription, no identity endpoint.
+    pub fn new(store: Store, catalog: Arc<Catalog>, tokens: Vec<String>) -> AppState {
+        AppState {
+            store,
+            catalog,
+            tokens,
+            scheme: "http",
+            page_size: 100,
+            subscriptions: vec![DEFAULT_SUBSCRIPTION.to_string()],
+            tenant: DEFAULT_TENANT.to_string(),
+            identity_endpoint: false,
+            issued: std::sync::Mutex::new(HashMap::new()),
+            metrics: metrics::Metrics::default(),
+        }
+    }
+
+    /// Remembers an identity token until `expires` (seconds since the epoch).
+    fn issue(&self, token: String, expires: std::time::Duration) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        if let Ok(mut issued) = self.issued.lock() {
+            issued.retain(|_, until| *until > now);
+            issued.insert(token, expires);
+        }
+    }
+
+    fn accepts(&self, presented: &str) -> bool {
+        let configured = self.tokens.iter().fold(false, |ok, known| {
+            ok | bool::from(known.as_bytes().ct_eq(presented.as_bytes()))
+        });
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let issued = self
+            .issued
+            .lock()
+            .map(|issued| issued.get(presented).is_some_and(|until| *until > now))
+            .unwrap_or(false);
+        configured || issued
+    }
 }
 
 /// The router: `/healthz` open, everything else behind the bearer token.
 pub fn router(state: Arc<AppState>) -> Router {
     let arm = Router::new()
+        .route("/subscriptions", get(list_subscriptions))
         .route("/{*path}", any(arm_request))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/metrics", get(metrics_text))
+        .route("/msi/token", get(identity_token))
         .merge(arm)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn(request_ids))
@@ -92,11 +155,7 @@ async fn authenticate(
                 .or_else(|| v.strip_prefix("bearer "))
         })
         .map(str::trim);
-    let accepted = presented.is_some_and(|token| {
-        state.tokens.iter().fold(false, |ok, known| {
-            ok | bool::from(known.as_bytes().ct_eq(token.as_bytes()))
-        })
-    });
+    let accepted = presented.is_some_and(|token| state.accepts(token));
     if accepted {
         next.run(request).await
     } else {
@@ -121,6 +180,46 @@ async fn authenticate(
     }
 }
 
+async fn list_subscriptions(
+    State(state): State<Arc<AppState>>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    match request::parse_query(&query) {
+        Ok(_) => Json(identity::subscriptions(&state)).into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn identity_token(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let resource = query.get("resource").map(String::as_str);
+    match identity::token(&state, &headers, resource) {
+        Ok(token) => Json(token).into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
+    let stored = {
+        let state = state.clone();
+        tokio::task::spawn_blocking(move || state.store.count()).await
+    };
+    if let Ok(Ok(count)) = stored {
+        state.metrics.resources.set(count as i64);
+    }
+    (
+        [(
+            "content-type",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
 async fn arm_request(
     State(state): State<Arc<AppState>>,
     method: Method,
@@ -135,11 +234,15 @@ async fn arm_request(
         .unwrap_or("localhost")
         .to_string();
     let path = request_path.0;
+    let started = std::time::Instant::now();
+    let operation = request::operation(&path);
+    let method_label = method.to_string();
+    let metrics_state = state.clone();
     let result = tokio::task::spawn_blocking(move || {
         handle(&state, &method, &headers, &query, &path, &host, &body)
     })
     .await;
-    match result {
+    let response = match result {
         Ok(Ok(answer)) => match answer.body {
             Some(body) => (answer.status, Json(body)).into_response(),
             None => answer.status.into_response(),
@@ -154,7 +257,21 @@ async fn arm_request(
             )
             .into_response()
         }
-    }
+    };
+    let metrics = &metrics_state.metrics;
+    metrics
+        .requests
+        .get_or_create(&metrics::RequestLabels {
+            operation: operation.clone(),
+            method: method_label,
+            status: response.status().as_u16(),
+        })
+        .inc();
+    metrics
+        .latency
+        .get_or_create(&metrics::OperationLabels { operation })
+        .observe(started.elapsed().as_secs_f64());
+    response
 }
 
 /// One ARM request, synchronously (the store blocks): route, then act.

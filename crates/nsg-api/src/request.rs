@@ -224,6 +224,24 @@ pub fn parse_path(path: &str) -> Result<Target, ApiError> {
     }
 }
 
+/// A low-cardinality name of what a path asks, for metrics.
+pub fn operation(path: &str) -> String {
+    match parse_path(path) {
+        Ok(Target::List { kind, .. }) => format!("list {}", short(kind)),
+        Ok(Target::Resource { kind, .. }) => short(kind).to_string(),
+        Ok(Target::Children { child, .. } | Target::ChildResource { child, .. }) => {
+            child.collection().to_string()
+        }
+        Ok(Target::Action { action, .. }) => action.segment().to_string(),
+        Ok(Target::ServiceTags { .. }) => "serviceTags".to_string(),
+        Err(_) => "unknown".to_string(),
+    }
+}
+
+fn short(kind: Kind) -> &'static str {
+    kind.arm_type().rsplit('/').next().unwrap_or("resource")
+}
+
 /// The query parameters ARM requests carry.
 pub struct Query {
     pub api_version: String,

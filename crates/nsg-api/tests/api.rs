@@ -26,13 +26,12 @@ struct Reply {
 impl Api {
     fn new() -> Api {
         let dir = tempfile::tempdir().unwrap();
-        let state = AppState {
-            store: nsg_store::Store::open(dir.path()).unwrap(),
-            catalog: Arc::new(nsg_tags::Catalog::new()),
-            tokens: vec![TOKEN.to_string()],
-            scheme: "http",
-            page_size: 2,
-        };
+        let mut state = AppState::new(
+            nsg_store::Store::open(dir.path()).unwrap(),
+            Arc::new(nsg_tags::Catalog::new()),
+            vec![TOKEN.to_string()],
+        );
+        state.page_size = 2;
         Api {
             app: router(Arc::new(state)),
             _dir: dir,
@@ -468,4 +467,102 @@ async fn requests_need_a_token_and_an_api_version() {
         )
         .await;
     assert_eq!(default_write.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn subscriptions_identity_tokens_and_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut state = AppState::new(
+        nsg_store::Store::open(dir.path()).unwrap(),
+        Arc::new(nsg_tags::Catalog::new()),
+        vec![TOKEN.to_string()],
+    );
+    state.identity_endpoint = true;
+    let app = router(Arc::new(state));
+    let send = |request: Request<Body>| {
+        let app = app.clone();
+        async move {
+            let response = app.oneshot(request).await.unwrap();
+            let status = response.status();
+            let bytes = response.into_body().collect().await.unwrap().to_bytes();
+            (status, String::from_utf8_lossy(&bytes).into_owned())
+        }
+    };
+    let (status, body) = send(
+        Request::builder()
+            .uri(format!("/subscriptions?{V}"))
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let subscriptions: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        subscriptions["value"][0]["subscriptionId"],
+        "00000000-0000-0000-0000-000000000001"
+    );
+    assert_eq!(subscriptions["value"][0]["state"], "Enabled");
+
+    // The identity endpoint answers only holders of the bearer token, with a JWT the API accepts.
+    let token_uri =
+        "/msi/token?api-version=2019-08-01&resource=https://management.core.windows.net/";
+    let (status, _) = send(
+        Request::builder()
+            .uri(token_uri)
+            .header("x-identity-header", "guess")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, body) = send(
+        Request::builder()
+            .uri(token_uri)
+            .header("x-identity-header", TOKEN)
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let issued: Value = serde_json::from_str(&body).unwrap();
+    let jwt = issued["access_token"].as_str().unwrap();
+    let claims = jwt.split('.').nth(1).unwrap();
+    use base64::Engine;
+    let claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(claims)
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(claims["tid"].is_string());
+    assert_eq!(issued["token_type"], "Bearer");
+    let (status, _) = send(
+        Request::builder()
+            .uri(format!("{RG}/networkSecurityGroups/x?{V}"))
+            .header("authorization", format!("Bearer {jwt}"))
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "the issued token is accepted (the NSG just does not exist)"
+    );
+
+    let (status, metrics) = send(
+        Request::builder()
+            .uri("/metrics")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(metrics.contains("opennsg_requests_total{operation=\"networkSecurityGroups\",method=\"GET\",status=\"404\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("opennsg_request_duration_seconds_bucket"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("opennsg_resources 0"), "{metrics}");
 }

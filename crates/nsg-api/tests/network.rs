@@ -28,13 +28,12 @@ impl Api {
             .load_json(br#"{"changeNumber": 7, "cloud": "Public", "values": [{"name": "Storage", "id": "Storage",
                 "properties": {"changeNumber": 3, "region": "", "systemService": "AzureStorage", "addressPrefixes": ["20.60.0.0/16"]}}]}"#)
             .unwrap();
-        let state = AppState {
-            store: nsg_store::Store::open(dir.path()).unwrap(),
-            catalog: Arc::new(catalog),
-            tokens: vec![TOKEN.into()],
-            scheme: "http",
-            page_size: 100,
-        };
+        let mut state = AppState::new(
+            nsg_store::Store::open(dir.path()).unwrap(),
+            Arc::new(catalog),
+            vec![TOKEN.into()],
+        );
+        state.page_size = 100;
         Api(router(Arc::new(state)), dir)
     }
 

@@ -109,6 +109,13 @@ enum Command {
         /// Allow plain HTTP on a non-loopback address.
         #[arg(long)]
         insecure_http: bool,
+        /// Answer `GET /msi/token` for `az login --identity`, to callers whose
+        /// X-IDENTITY-HEADER is the bearer token.
+        #[arg(long)]
+        identity_endpoint: bool,
+        /// Subscription ids `GET /subscriptions` lists (repeatable).
+        #[arg(long = "subscription", value_name = "ID")]
+        subscriptions: Vec<String>,
     },
     /// Quick benchmarks; one line per figure, each next to a naive baseline.
     Bench {
@@ -216,7 +223,17 @@ fn run(cli: Cli) -> Result<u8> {
             service_tags,
             token,
             insecure_http,
-        } => serve(listen, &data, &service_tags, token, insecure_http),
+            identity_endpoint,
+            subscriptions,
+        } => serve(
+            listen,
+            &data,
+            &service_tags,
+            token,
+            insecure_http,
+            identity_endpoint,
+            &subscriptions,
+        ),
         Command::Bench {
             workload,
             service_tags,
@@ -240,6 +257,8 @@ fn serve(
     service_tags: &[PathBuf],
     token: Option<String>,
     insecure_http: bool,
+    identity_endpoint: bool,
+    subscriptions: &[String],
 ) -> Result<u8> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -258,13 +277,12 @@ fn serve(
         Some(token) if !token.trim().is_empty() => token,
         _ => stored_token(data)?,
     };
-    let state = std::sync::Arc::new(nsg_api::AppState {
-        store,
-        catalog: std::sync::Arc::new(catalog),
-        tokens: vec![token],
-        scheme: "http",
-        page_size: 100,
-    });
+    let mut state = nsg_api::AppState::new(store, std::sync::Arc::new(catalog), vec![token]);
+    state.identity_endpoint = identity_endpoint;
+    if !subscriptions.is_empty() {
+        state.subscriptions = subscriptions.to_vec();
+    }
+    let state = std::sync::Arc::new(state);
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime
         .block_on(nsg_api::serve(nsg_api::ServeOptions { listen, state }))
