@@ -376,20 +376,68 @@ fn handle(
     }
 }
 
+/// A certificate and its private key, PEM.
+pub struct Tls {
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
+}
+
+impl Tls {
+    /// A self-signed certificate for `localhost` and the loopback addresses (clients trust it
+    /// with e.g. `REQUESTS_CA_BUNDLE=cert.pem`).
+    pub fn self_signed(extra_names: &[String]) -> Result<Tls, String> {
+        let mut names = vec![
+            "localhost".to_string(),
+            "127.0.0.1".to_string(),
+            "::1".to_string(),
+        ];
+        names.extend(extra_names.iter().cloned());
+        let certified = rcgen::generate_simple_self_signed(names).map_err(|e| e.to_string())?;
+        Ok(Tls {
+            cert_pem: certified.cert.pem().into_bytes(),
+            key_pem: certified.key_pair.serialize_pem().into_bytes(),
+        })
+    }
+}
+
 /// Where the server listens and what it serves.
 pub struct ServeOptions {
     pub listen: std::net::SocketAddr,
     pub state: Arc<AppState>,
+    /// HTTPS with this certificate; plain HTTP without.
+    pub tls: Option<Tls>,
 }
 
 /// Serves until Ctrl-C or SIGTERM; in-flight requests finish (their writes are already durable
 /// when answered).
 pub async fn serve(options: ServeOptions) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(options.listen).await?;
-    tracing::info!(address = %listener.local_addr()?, "serving the Microsoft.Network API");
-    axum::serve(listener, router(options.state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
+    let app = router(options.state);
+    match options.tls {
+        None => {
+            let listener = tokio::net::TcpListener::bind(options.listen).await?;
+            tracing::info!(address = %listener.local_addr()?, "serving the Microsoft.Network API over HTTP");
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown_signal())
+                .await
+        }
+        Some(tls) => {
+            // One process-wide crypto provider; a second install is harmless.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let config =
+                axum_server::tls_rustls::RustlsConfig::from_pem(tls.cert_pem, tls.key_pem).await?;
+            let handle = axum_server::Handle::new();
+            let stopper = handle.clone();
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                stopper.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
+            });
+            tracing::info!(address = %options.listen, "serving the Microsoft.Network API over HTTPS");
+            axum_server::bind_rustls(options.listen, config)
+                .handle(handle)
+                .serve(app.into_make_service())
+                .await
+        }
+    }
 }
 
 async fn shutdown_signal() {

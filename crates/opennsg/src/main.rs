@@ -93,7 +93,7 @@ enum Command {
     /// Serve the ARM-compatible Microsoft.Network API (network security groups and application
     /// security groups so far) on the embedded store in DATA.
     Serve {
-        /// Address to listen on. Beyond loopback it needs --insecure-http (TLS is not there yet).
+        /// Address to listen on. Beyond loopback it needs TLS or --insecure-http.
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: std::net::SocketAddr,
         /// Directory of the store (created if missing).
@@ -109,6 +109,20 @@ enum Command {
         /// Allow plain HTTP on a non-loopback address.
         #[arg(long)]
         insecure_http: bool,
+        /// Serve HTTPS with this certificate (PEM; with --tls-key).
+        #[arg(
+            long,
+            value_name = "FILE",
+            requires = "tls_key",
+            conflicts_with = "tls_self_signed"
+        )]
+        tls_cert: Option<PathBuf>,
+        /// The certificate's private key (PEM).
+        #[arg(long, value_name = "FILE", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// Serve HTTPS with a self-signed certificate, written to DATA/cert.pem for clients to trust.
+        #[arg(long)]
+        tls_self_signed: bool,
         /// Answer `GET /msi/token` for `az login --identity`, to callers whose
         /// X-IDENTITY-HEADER is the bearer token.
         #[arg(long)]
@@ -225,15 +239,26 @@ fn run(cli: Cli) -> Result<u8> {
             insecure_http,
             identity_endpoint,
             subscriptions,
-        } => serve(
-            listen,
-            &data,
-            &service_tags,
-            token,
-            insecure_http,
-            identity_endpoint,
-            &subscriptions,
-        ),
+            tls_cert,
+            tls_key,
+            tls_self_signed,
+        } => {
+            let tls = match (tls_cert, tls_key, tls_self_signed) {
+                (Some(cert), Some(key), _) => Some(TlsSource::Files { cert, key }),
+                (_, _, true) => Some(TlsSource::SelfSigned),
+                _ => None,
+            };
+            serve(ServeArgs {
+                listen,
+                data,
+                service_tags,
+                token,
+                insecure_http,
+                identity_endpoint,
+                subscriptions,
+                tls,
+            })
+        }
         Command::Bench {
             workload,
             service_tags,
@@ -251,15 +276,23 @@ fn run(cli: Cli) -> Result<u8> {
     }
 }
 
-fn serve(
+enum TlsSource {
+    Files { cert: PathBuf, key: PathBuf },
+    SelfSigned,
+}
+
+struct ServeArgs {
     listen: std::net::SocketAddr,
-    data: &std::path::Path,
-    service_tags: &[PathBuf],
+    data: PathBuf,
+    service_tags: Vec<PathBuf>,
     token: Option<String>,
     insecure_http: bool,
     identity_endpoint: bool,
-    subscriptions: &[String],
-) -> Result<u8> {
+    subscriptions: Vec<String>,
+    tls: Option<TlsSource>,
+}
+
+fn serve(args: ServeArgs) -> Result<u8> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
@@ -267,25 +300,54 @@ fn serve(
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    if !listen.ip().is_loopback() && !insecure_http {
-        bail!("{listen} is not a loopback address: serving the API there in plain HTTP needs --insecure-http (TLS is not supported yet)");
+    let listen = args.listen;
+    if !listen.ip().is_loopback() && args.tls.is_none() && !args.insecure_http {
+        bail!("{listen} is not a loopback address: serve it over TLS (--tls-cert/--tls-key or --tls-self-signed) or pass --insecure-http");
     }
-    let catalog = inputs::load_service_tags(service_tags)?;
-    let store = nsg_store::Store::open(data)
-        .with_context(|| format!("opening the store in {}", data.display()))?;
-    let token = match token {
+    let catalog = inputs::load_service_tags(&args.service_tags)?;
+    let store = nsg_store::Store::open(&args.data)
+        .with_context(|| format!("opening the store in {}", args.data.display()))?;
+    let token = match args.token {
         Some(token) if !token.trim().is_empty() => token,
-        _ => stored_token(data)?,
+        _ => stored_token(&args.data)?,
+    };
+    let tls = match args.tls {
+        None => None,
+        Some(TlsSource::Files { cert, key }) => Some(nsg_api::Tls {
+            cert_pem: std::fs::read(&cert)
+                .with_context(|| format!("reading {}", cert.display()))?,
+            key_pem: std::fs::read(&key).with_context(|| format!("reading {}", key.display()))?,
+        }),
+        Some(TlsSource::SelfSigned) => {
+            let names = if listen.ip().is_unspecified() {
+                Vec::new()
+            } else {
+                vec![listen.ip().to_string()]
+            };
+            let tls = nsg_api::Tls::self_signed(&names)
+                .map_err(|e| anyhow::anyhow!("making a self-signed certificate: {e}"))?;
+            let path = args.data.join("cert.pem");
+            std::fs::write(&path, &tls.cert_pem)
+                .with_context(|| format!("writing {}", path.display()))?;
+            eprintln!(
+                "opennsg: self-signed certificate written to {}",
+                path.display()
+            );
+            Some(tls)
+        }
     };
     let mut state = nsg_api::AppState::new(store, std::sync::Arc::new(catalog), vec![token]);
-    state.identity_endpoint = identity_endpoint;
-    if !subscriptions.is_empty() {
-        state.subscriptions = subscriptions.to_vec();
+    state.identity_endpoint = args.identity_endpoint;
+    if tls.is_some() {
+        state.scheme = "https";
+    }
+    if !args.subscriptions.is_empty() {
+        state.subscriptions = args.subscriptions;
     }
     let state = std::sync::Arc::new(state);
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime
-        .block_on(nsg_api::serve(nsg_api::ServeOptions { listen, state }))
+        .block_on(nsg_api::serve(nsg_api::ServeOptions { listen, state, tls }))
         .with_context(|| format!("serving on {listen}"))?;
     Ok(0)
 }
