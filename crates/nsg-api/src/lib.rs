@@ -55,6 +55,10 @@ pub struct AppState {
     pub identity_endpoint: bool,
     /// Identity tokens issued, with their expiry.
     issued: std::sync::Mutex<HashMap<String, std::time::Duration>>,
+    /// Bumped by every write: cached views older than it are stale.
+    generation: std::sync::atomic::AtomicU64,
+    /// Each subscription's model for Network Watcher's questions, as of some generation.
+    views: std::sync::Mutex<HashMap<String, Arc<watcher::View>>>,
     pub metrics: metrics::Metrics,
 }
 
@@ -76,8 +80,15 @@ impl AppState {
             tenant: DEFAULT_TENANT.to_string(),
             identity_endpoint: false,
             issued: std::sync::Mutex::new(HashMap::new()),
+            generation: std::sync::atomic::AtomicU64::new(0),
+            views: std::sync::Mutex::new(HashMap::new()),
             metrics: metrics::Metrics::default(),
         }
+    }
+
+    /// The write generation: how many writes this server has applied.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Remembers an identity token until `expires` (seconds since the epoch).
@@ -274,8 +285,30 @@ async fn arm_request(
     response
 }
 
-/// One ARM request, synchronously (the store blocks): route, then act.
+/// One ARM request, synchronously (the store blocks). A write that succeeded makes cached
+/// views stale.
 fn handle(
+    state: &AppState,
+    method: &Method,
+    headers: &HeaderMap,
+    query: &HashMap<String, String>,
+    path: &str,
+    host: &str,
+    body: &[u8],
+) -> Result<Answer, ApiError> {
+    let answer = route(state, method, headers, query, path, host, body);
+    // Bump whatever the outcome: a failed write changed nothing, but a cheap extra rebuild is
+    // safer than reasoning about which failures wrote.
+    if matches!(*method, Method::PUT | Method::PATCH | Method::DELETE) {
+        state
+            .generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+    answer
+}
+
+/// Routes a request, then acts.
+fn route(
     state: &AppState,
     method: &Method,
     headers: &HeaderMap,

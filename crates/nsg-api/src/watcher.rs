@@ -2,9 +2,9 @@
 //! security rules, answered by the same reference evaluator as `opennsg verify`; and the service
 //! tags of the loaded files.
 //!
-//! Each question loads the subscription's network resources into a model (`VirtualNetwork` at a
-//! NIC depends on peerings, ASG sides on every member NIC). Caching the resolved model between
-//! writes is the next step for large stores.
+//! Each question needs the subscription's network resources as one model (`VirtualNetwork` at a
+//! NIC depends on peerings, ASG sides on every member NIC). The model, and each NIC's resolved
+//! policy, are kept until the next write through this server (see [`View`]).
 
 use crate::error::ApiError;
 use crate::request::Kind;
@@ -14,9 +14,76 @@ use nsg_model::model::{Model, NetworkInterface};
 use nsg_model::rule::{ip_proto, Direction};
 use nsg_model::{Environment, ResourceId};
 use nsg_policy::effective::effective_network_security_groups;
-use nsg_policy::{Endpoint, Flow, Resolver, Settings};
+use nsg_policy::{Endpoint, Flow, NicPolicy, Resolver, SetArena, Settings};
 use serde_json::{json, Map, Value};
+use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+/// A subscription's resources as a validated model, with NIC policies resolved on demand; valid
+/// while the store's write generation is `generation`.
+pub struct View {
+    generation: u64,
+    model: Model,
+    resolved: Mutex<HashMap<ResourceId, Arc<ResolvedNic>>>,
+}
+
+/// One NIC's resolved policy and the sets it uses.
+pub struct ResolvedNic {
+    pub policy: NicPolicy,
+    pub sets: SetArena,
+}
+
+impl View {
+    /// The resolved policy of `nic`, resolved once per view.
+    fn resolved(
+        &self,
+        state: &AppState,
+        nic: &NetworkInterface,
+    ) -> Result<Arc<ResolvedNic>, ApiError> {
+        if let Some(found) = self
+            .resolved
+            .lock()
+            .ok()
+            .and_then(|r| r.get(&nic.id).cloned())
+        {
+            return Ok(found);
+        }
+        let mut resolver = Resolver::new(&self.model, state.catalog.as_ref(), Settings::default());
+        let policy = resolver
+            .resolve(nic)
+            .map_err(|e| ApiError::bad_request("InvalidTargetResource", e.to_string()))?;
+        let resolved = Arc::new(ResolvedNic {
+            policy,
+            sets: std::mem::take(&mut resolver.sets),
+        });
+        if let Ok(mut cache) = self.resolved.lock() {
+            cache.insert(nic.id.clone(), resolved.clone());
+        }
+        Ok(resolved)
+    }
+}
+
+/// The current view of `subscription`: rebuilt only when something was written since, so IP
+/// flow verify on an unchanged store costs a lookup and an evaluation.
+fn view(state: &AppState, subscription: &str) -> Result<Arc<View>, ApiError> {
+    let generation = state.generation();
+    let key = subscription.to_ascii_lowercase();
+    if let Some(view) = state.views.lock().ok().and_then(|v| v.get(&key).cloned()) {
+        if view.generation == generation {
+            return Ok(view);
+        }
+    }
+    let view = Arc::new(View {
+        generation,
+        model: model(state, subscription)?,
+        resolved: Mutex::new(HashMap::new()),
+    });
+    if let Ok(mut views) = state.views.lock() {
+        views.insert(key, view.clone());
+    }
+    Ok(view)
+}
 
 /// The subscription's network resources as a validated model.
 fn model(state: &AppState, subscription: &str) -> Result<Model, ApiError> {
@@ -148,17 +215,15 @@ pub fn ip_flow_verify(
             port: Some(port("remotePort")?),
         },
     };
-    let model = model(state, watcher.subscription())?;
+    let view = view(state, watcher.subscription())?;
     let nic = target_nic(
-        &model,
+        &view.model,
         field(&body, "targetResourceId")?,
         body.get("targetNicResourceId").and_then(Value::as_str),
     )?;
     let settings = Settings::default();
-    let mut resolver = Resolver::new(&model, state.catalog.as_ref(), settings);
-    let policy = resolver
-        .resolve(nic)
-        .map_err(|e| ApiError::bad_request("InvalidTargetResource", e.to_string()))?;
+    let resolved = view.resolved(state, nic)?;
+    let policy = &resolved.policy;
     if !policy.owns(flow.local.ip) {
         return Err(ApiError::bad_request(
             "InvalidLocalIPAddress",
@@ -169,7 +234,7 @@ pub fn ip_flow_verify(
         )
         .with_target("localIPAddress"));
     }
-    let decision = nsg_policy::decide(&policy, &resolver.sets, &settings, &flow);
+    let decision = nsg_policy::decide(policy, &resolved.sets, &settings, &flow);
     let mut result = json!({"access": decision.access.as_str()});
     if let Some(rule) = decision.rule_name() {
         result["ruleName"] = json!(rule);
@@ -180,12 +245,13 @@ pub fn ip_flow_verify(
 /// `POST …/networkInterfaces/{nic}/effectiveNetworkSecurityGroups`.
 pub fn effective(state: &AppState, nic: &ResourceId) -> Result<Answer, ApiError> {
     resources::get(state, Kind::NetworkInterface, nic)?;
-    let model = model(state, nic.subscription())?;
+    let view = view(state, nic.subscription())?;
+    let model = &view.model;
     let found = model
         .network_interface(nic)
         .ok_or_else(|| resources::not_found(Kind::NetworkInterface, nic))?;
-    let mut resolver = Resolver::new(&model, state.catalog.as_ref(), Settings::default());
-    let list = effective_network_security_groups(&model, &mut resolver, found)
+    let mut resolver = Resolver::new(model, state.catalog.as_ref(), Settings::default());
+    let list = effective_network_security_groups(model, &mut resolver, found)
         .map_err(|e| ApiError::bad_request("InvalidResourceReference", e.to_string()))?;
     Ok(Answer::ok(
         serde_json::to_value(list).expect("effective rules serialise"),
