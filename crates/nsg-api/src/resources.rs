@@ -101,6 +101,17 @@ fn envelope(
     existing: Option<&StoredResource>,
 ) -> Result<(), ApiError> {
     body.remove("etag");
+    match body.get("tags") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(tags)) if tags.values().all(Value::is_string) => {}
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "InvalidRequestFormat",
+                "tags must be an object whose values are strings.",
+            )
+            .with_target("tags"))
+        }
+    }
     body.insert("id".into(), json!(id.as_str()));
     body.insert("name".into(), json!(id.name()));
     body.insert("type".into(), json!(kind.arm_type()));
@@ -799,6 +810,19 @@ pub fn put_child(
         let items = items.as_array_mut().ok_or_else(|| ApiError::bad_request("InvalidRequestFormat", "the stored collection is not an array"))?;
         let position = items.iter().position(|r| r["name"].as_str().is_some_and(|n| n.eq_ignore_ascii_case(name)));
         let created = position.is_none();
+        // The precondition is about the child: `If-None-Match: *` asks that the child not exist;
+        // `If-Match` names an etag, which a child shares with its parent.
+        let precondition = match precondition {
+            Precondition::IfNoneMatch if !created => {
+                return Err(ApiError::new(
+                    StatusCode::PRECONDITION_FAILED,
+                    "PreconditionFailed",
+                    format!("{} {name} already exists in {parent}.", child.collection()),
+                ))
+            }
+            Precondition::IfNoneMatch => Precondition::None,
+            other => other,
+        };
         match position {
             Some(i) => items[i] = Value::Object(item),
             None => items.push(Value::Object(item)),

@@ -566,3 +566,68 @@ async fn subscriptions_identity_tokens_and_metrics() {
     );
     assert!(metrics.contains("opennsg_resources 0"), "{metrics}");
 }
+
+/// Regression (found by the SDK conformance suite): tags that are not an object of strings were
+/// stored, and then every SDK list of that type failed to deserialise.
+#[tokio::test]
+async fn tags_must_be_an_object_of_strings() {
+    let api = Api::new();
+    for tags in [
+        json!("x"),
+        json!(["a"]),
+        json!({"a": 1}),
+        json!({"a": {"b": "c"}}),
+    ] {
+        let reply = api
+            .put(
+                "networkSecurityGroups/bad",
+                json!({"location": "westeurope", "tags": tags}),
+            )
+            .await;
+        assert_eq!(
+            (reply.status, reply.body["error"]["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("InvalidRequestFormat"))
+        );
+    }
+    let ok = api
+        .put(
+            "networkSecurityGroups/good",
+            json!({"location": "westeurope", "tags": {"env": "test"}}),
+        )
+        .await;
+    assert_eq!(ok.status, StatusCode::CREATED);
+}
+
+/// Regression (found by the SDK conformance suite): `If-None-Match: *` on a new child rule was
+/// checked against its NSG, which exists, so it always failed.
+#[tokio::test]
+async fn if_none_match_on_a_child_is_about_the_child() {
+    let api = Api::new();
+    api.put(
+        "networkSecurityGroups/nsg1",
+        json!({"location": "westeurope"}),
+    )
+    .await;
+    let uri = format!("{RG}/networkSecurityGroups/nsg1/securityRules/new?{V}");
+    let created = api
+        .call(
+            "PUT",
+            &uri,
+            Some(rule("new", 100, "22")),
+            &[("if-none-match", "*")],
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let again = api
+        .call(
+            "PUT",
+            &uri,
+            Some(rule("new", 100, "80")),
+            &[("if-none-match", "*")],
+        )
+        .await;
+    assert_eq!(
+        (again.status, again.body["error"]["code"].as_str()),
+        (StatusCode::PRECONDITION_FAILED, Some("PreconditionFailed"))
+    );
+}
