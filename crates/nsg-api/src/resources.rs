@@ -14,6 +14,7 @@ use nsg_model::arm;
 use nsg_model::{Environment, ResourceId};
 use nsg_store::{Precondition, Scope, StoredResource, Tx};
 use serde_json::{json, Map, Value};
+use std::collections::HashMap;
 use std::net::IpAddr;
 
 /// A rendered resource and the status to answer with.
@@ -590,7 +591,57 @@ fn stored_of_kind(
 }
 
 pub fn get(state: &AppState, kind: Kind, id: &ResourceId) -> Result<Answer, ApiError> {
-    Ok(Answer::ok(render(kind, &stored_of_kind(state, kind, id)?)))
+    let stored = stored_of_kind(state, kind, id)?;
+    let mut rendered = render(kind, &stored);
+    if kind == Kind::NetworkSecurityGroup {
+        let users = state
+            .store
+            .transaction(|tx| associations(tx, id.subscription()))?;
+        add_associations(&mut rendered, &stored.id, &users);
+    }
+    Ok(Answer::ok(rendered))
+}
+
+/// Which subnets and NICs use each NSG: an NSG's read-only `subnets` and `networkInterfaces`.
+type Associations = HashMap<ResourceId, (Vec<String>, Vec<String>)>;
+
+fn associations(tx: &Tx<'_>, subscription: &str) -> Result<Associations, ApiError> {
+    let mut users = Associations::new();
+    let nsg_of = |doc: &Value| {
+        doc.pointer("/properties/networkSecurityGroup/id")
+            .and_then(Value::as_str)
+            .and_then(|t| ResourceId::parse(t).ok())
+    };
+    for vnet in all(tx, Kind::VirtualNetwork, subscription)? {
+        for subnet in vnet
+            .document
+            .pointer("/properties/subnets")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if let (Some(nsg), Some(id)) =
+                (nsg_of(subnet), subnet.get("id").and_then(Value::as_str))
+            {
+                users.entry(nsg).or_default().0.push(id.to_string());
+            }
+        }
+    }
+    for nic in all(tx, Kind::NetworkInterface, subscription)? {
+        if let Some(nsg) = nsg_of(&nic.document) {
+            users.entry(nsg).or_default().1.push(nic.id.to_string());
+        }
+    }
+    Ok(users)
+}
+
+fn add_associations(rendered: &mut Value, nsg: &ResourceId, users: &Associations) {
+    let (subnets, nics) = users.get(nsg).cloned().unwrap_or_default();
+    let ids =
+        |list: Vec<String>| Value::Array(list.into_iter().map(|id| json!({ "id": id })).collect());
+    let props = properties(object(rendered));
+    props.insert("subnets".into(), ids(subnets));
+    props.insert("networkInterfaces".into(), ids(nics));
 }
 
 pub fn put(
@@ -900,11 +951,28 @@ pub fn list(
     scope: Scope,
     page: Option<&nsg_store::PageToken>,
 ) -> Result<(Vec<Value>, Option<nsg_store::PageToken>), ApiError> {
+    let subscription = match &scope {
+        Scope::Subscription(s) | Scope::ResourceGroup(s, _) => s.clone(),
+    };
     let listed = state
         .store
         .list(kind.arm_type(), scope, page, state.page_size)?;
-    Ok((
-        listed.items.iter().map(|s| render(kind, s)).collect(),
-        listed.next,
-    ))
+    let users = match kind {
+        Kind::NetworkSecurityGroup => state
+            .store
+            .transaction(|tx| associations(tx, &subscription))?,
+        _ => Associations::new(),
+    };
+    let items = listed
+        .items
+        .iter()
+        .map(|s| {
+            let mut rendered = render(kind, s);
+            if kind == Kind::NetworkSecurityGroup {
+                add_associations(&mut rendered, &s.id, &users);
+            }
+            rendered
+        })
+        .collect();
+    Ok((items, listed.next))
 }

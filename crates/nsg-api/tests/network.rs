@@ -263,6 +263,30 @@ async fn effective_rules_list_the_subnet_and_nic_nsgs() {
 }
 
 #[tokio::test]
+async fn nsgs_list_the_subnets_and_nics_that_use_them() {
+    let api = seed().await;
+    let (_, nsg1) = api
+        .call("GET", &net("networkSecurityGroups/NSG1"), None)
+        .await;
+    assert_eq!(
+        nsg1["properties"]["subnets"],
+        json!([{"id": net("virtualNetworks/vnet1/subnets/Subnet1")}])
+    );
+    assert_eq!(nsg1["properties"]["networkInterfaces"], json!([]));
+    let (_, list) = api.call("GET", &net("networkSecurityGroups"), None).await;
+    let nsg2 = list["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == "NSG2")
+        .unwrap();
+    assert_eq!(
+        nsg2["properties"]["networkInterfaces"],
+        json!([{"id": net("networkInterfaces/vm1-nic")}])
+    );
+}
+
+#[tokio::test]
 async fn resources_in_use_cannot_be_deleted() {
     let api = seed().await;
     let (status, error) = api
