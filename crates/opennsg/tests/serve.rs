@@ -54,7 +54,10 @@ fn http(port: u16, method: &str, path: &str, token: &str, body: &str) -> (u16, S
     .unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
-    let status = response[9..12].parse().unwrap();
+    let status = response
+        .get(9..12)
+        .and_then(|s| s.parse().ok())
+        .expect("an HTTP status line");
     let body = response
         .split_once("\r\n\r\n")
         .map(|(_, b)| b.to_string())
@@ -165,4 +168,84 @@ fn serves_https_with_a_self_signed_certificate() {
     let response = String::from_utf8_lossy(&response);
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(response.contains("\"subscriptionId\""), "{response}");
+}
+
+/// Issue 4, durability: SIGKILL the server in the middle of a stream of writes; after a restart
+/// every write it acknowledged is there, whole, and nothing is half-written.
+#[test]
+fn acknowledged_writes_survive_sigkill_of_the_server() {
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut server = start(data.path(), port);
+    let token = std::fs::read_to_string(data.path().join("token")).unwrap();
+    let path = |i: usize| {
+        format!("/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/networkSecurityGroups/nsg{i}?api-version=2024-07-01")
+    };
+    // Each NSG carries 50 rules, so a torn write would show as a short rule list.
+    let body = |i: usize| {
+        let rules: Vec<String> = (0..50)
+            .map(|r| format!(r#"{{"name":"r{r}","properties":{{"protocol":"Tcp","sourceAddressPrefix":"10.{i}.{r}.0/24","sourcePortRange":"*","destinationAddressPrefix":"*","destinationPortRange":"{}","access":"Allow","priority":{},"direction":"Inbound"}}}}"#, 1000 + r, 100 + r))
+            .collect();
+        format!(
+            r#"{{"location":"westeurope","tags":{{"seq":"{i}"}},"properties":{{"securityRules":[{}]}}}}"#,
+            rules.join(",")
+        )
+    };
+    let writer = {
+        let token = token.clone();
+        std::thread::spawn(move || {
+            let mut acknowledged = Vec::new();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            for i in 0..10_000 {
+                if Instant::now() > deadline {
+                    break;
+                }
+                let attempt =
+                    std::panic::catch_unwind(|| http(port, "PUT", &path(i), &token, &body(i)));
+                match attempt {
+                    Ok((201, _)) => acknowledged.push(i),
+                    _ => break, // the server is gone
+                }
+            }
+            acknowledged
+        })
+    };
+    // Let a stream build up, then kill without warning.
+    std::thread::sleep(Duration::from_millis(700));
+    server.0.kill().unwrap(); // SIGKILL
+    let status = server.0.wait().unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(9));
+    let acknowledged = writer.join().unwrap();
+    assert!(
+        acknowledged.len() >= 5,
+        "only {} writes before the kill",
+        acknowledged.len()
+    );
+    drop(server);
+
+    let _server = start(data.path(), port);
+    for &i in &acknowledged {
+        let (status, body) = http(port, "GET", &path(i), &token, "");
+        assert_eq!(status, 200, "acknowledged write {i} was lost: {body}");
+        let nsg: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(nsg["tags"]["seq"], i.to_string());
+        assert_eq!(
+            nsg["properties"]["securityRules"].as_array().unwrap().len(),
+            50,
+            "write {i} is torn"
+        );
+    }
+    // The write in flight at the kill is either whole or absent.
+    let next = acknowledged.last().map_or(0, |last| last + 1);
+    let (status, body) = http(port, "GET", &path(next), &token, "");
+    if status == 200 {
+        let nsg: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            nsg["properties"]["securityRules"].as_array().unwrap().len(),
+            50
+        );
+    } else {
+        assert_eq!(status, 404, "{body}");
+    }
 }
