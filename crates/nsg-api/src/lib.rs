@@ -402,6 +402,13 @@ fn route(
             },
             Method::POST,
         ) => watcher::effective(state, &id),
+        (
+            Target::Action {
+                id,
+                action: Action::SecurityGroupView,
+            },
+            Method::POST,
+        ) => watcher::security_group_view(state, &id, resources::parse_body(body)?),
         (Target::ServiceTags { subscription, .. }, Method::GET) => {
             Ok(watcher::service_tags(state, &subscription))
         }

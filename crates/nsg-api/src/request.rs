@@ -61,7 +61,7 @@ impl Kind {
     fn actions(self) -> &'static [Action] {
         match self {
             Kind::NetworkInterface => &[Action::EffectiveNetworkSecurityGroups],
-            Kind::NetworkWatcher => &[Action::IpFlowVerify],
+            Kind::NetworkWatcher => &[Action::IpFlowVerify, Action::SecurityGroupView],
             _ => &[],
         }
     }
@@ -100,6 +100,7 @@ impl Child {
 pub enum Action {
     EffectiveNetworkSecurityGroups,
     IpFlowVerify,
+    SecurityGroupView,
 }
 
 impl Action {
@@ -107,6 +108,7 @@ impl Action {
         match self {
             Action::EffectiveNetworkSecurityGroups => "effectiveNetworkSecurityGroups",
             Action::IpFlowVerify => "ipFlowVerify",
+            Action::SecurityGroupView => "securityGroupView",
         }
     }
 }

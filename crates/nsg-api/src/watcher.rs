@@ -258,6 +258,85 @@ pub fn effective(state: &AppState, nic: &ResourceId) -> Result<Answer, ApiError>
     ))
 }
 
+/// `POST …/networkWatchers/{nw}/securityGroupView` (legacy, deprecated by Azure but still served):
+/// per NIC of the target VM, the rules of its subnet's and its own NSG, the default rules, and
+/// the effective rules.
+pub fn security_group_view(
+    state: &AppState,
+    watcher: &ResourceId,
+    body: Map<String, Value>,
+) -> Result<Answer, ApiError> {
+    resources::get(state, Kind::NetworkWatcher, watcher)?;
+    let view = view(state, watcher.subscription())?;
+    let model = &view.model;
+    let target = field(&body, "targetResourceId")?;
+    let target_id = ResourceId::parse(target).map_err(|_| {
+        ApiError::bad_request(
+            "InvalidTargetResource",
+            format!("'{target}' is not a resource id."),
+        )
+        .with_target("targetResourceId")
+    })?;
+    let nics: Vec<&NetworkInterface> = match model.virtual_machine(&target_id) {
+        Some(vm) => vm
+            .network_interfaces
+            .iter()
+            .filter_map(|n| model.network_interface(n))
+            .collect(),
+        None => vec![target_nic(model, target, None)?],
+    };
+    let nsg_rules = |id: Option<&ResourceId>| -> Result<Value, ApiError> {
+        let Some(id) = id else {
+            return Ok(json!([]));
+        };
+        let stored = state
+            .store
+            .get(id)?
+            .ok_or_else(|| resources::not_found(Kind::NetworkSecurityGroup, id))?;
+        Ok(
+            resources::render(Kind::NetworkSecurityGroup, &stored)["properties"]["securityRules"]
+                .clone(),
+        )
+    };
+    let mut interfaces = Vec::new();
+    for nic in nics {
+        let subnet = nic.primary_subnet().cloned();
+        let subnet_nsg = subnet
+            .as_ref()
+            .and_then(|s| model.subnet(s))
+            .and_then(|(_, s)| s.network_security_group.clone());
+        let defaults = subnet_nsg
+            .as_ref()
+            .or(nic.network_security_group.as_ref())
+            .map(|nsg| {
+                nsg_model::defaults::default_rule_documents(nsg)
+                    .into_iter()
+                    .map(|d| serde_json::to_value(d).expect("default rules serialise"))
+                    .collect::<Vec<_>>()
+            });
+        let mut resolver = Resolver::new(model, state.catalog.as_ref(), Settings::default());
+        let effective = effective_network_security_groups(model, &mut resolver, nic)
+            .map_err(|e| ApiError::bad_request("InvalidResourceReference", e.to_string()))?;
+        let effective_rules: Vec<Value> = effective
+            .value
+            .iter()
+            .flat_map(|group| group.effective_security_rules.iter())
+            .map(|rule| serde_json::to_value(rule).expect("effective rules serialise"))
+            .collect();
+        let mut associations = json!({
+            "defaultSecurityRules": defaults.unwrap_or_default(),
+            "effectiveSecurityRules": effective_rules,
+        });
+        if let Some(subnet) = &subnet {
+            associations["subnetAssociation"] =
+                json!({"id": subnet.as_str(), "securityRules": nsg_rules(subnet_nsg.as_ref())?});
+        }
+        associations["networkInterfaceAssociation"] = json!({"id": nic.id.as_str(), "securityRules": nsg_rules(nic.network_security_group.as_ref())?});
+        interfaces.push(json!({"id": nic.id.as_str(), "securityRuleAssociations": associations}));
+    }
+    Ok(Answer::ok(json!({ "networkInterfaces": interfaces })))
+}
+
 /// `GET /subscriptions/{sub}/providers/Microsoft.Network/locations/{location}/serviceTags`:
 /// the loaded tag files in the REST API's shape (change numbers as strings).
 pub fn service_tags(state: &AppState, subscription: &str) -> Answer {

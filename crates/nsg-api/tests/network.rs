@@ -263,6 +263,47 @@ async fn effective_rules_list_the_subnet_and_nic_nsgs() {
 }
 
 #[tokio::test]
+async fn security_group_view_shows_both_levels() {
+    let api = seed().await;
+    let (status, view) = api
+        .call(
+            "POST",
+            &format!("{SUB}/resourceGroups/NetworkWatcherRG/providers/Microsoft.Network/networkWatchers/NetworkWatcher_westeurope/securityGroupView"),
+            Some(json!({"targetResourceId": format!("{SUB}/resourceGroups/rg1/providers/Microsoft.Compute/virtualMachines/VM1")})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    let nic = &view["networkInterfaces"][0];
+    assert_eq!(nic["id"], net("networkInterfaces/vm1-nic"));
+    let associations = &nic["securityRuleAssociations"];
+    assert_eq!(
+        associations["subnetAssociation"]["securityRules"][0]["name"],
+        "Allow-HTTP-Internet"
+    );
+    assert_eq!(
+        associations["networkInterfaceAssociation"]["securityRules"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(
+        associations["defaultSecurityRules"]
+            .as_array()
+            .unwrap()
+            .len(),
+        6
+    );
+    assert_eq!(
+        associations["effectiveSecurityRules"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1 + 6 + 2 + 6
+    );
+}
+
+#[tokio::test]
 async fn nsgs_list_the_subnets_and_nics_that_use_them() {
     let api = seed().await;
     let (_, nsg1) = api
