@@ -59,6 +59,8 @@ pub struct AppState {
     generation: std::sync::atomic::AtomicU64,
     /// Each subscription's model for Network Watcher's questions, as of some generation.
     views: std::sync::Mutex<HashMap<String, Arc<watcher::View>>>,
+    /// Each subscription's NSG associations (subnets and NICs per NSG), as of some generation.
+    pub(crate) associations: std::sync::Mutex<HashMap<String, (u64, Arc<resources::Associations>)>>,
     pub metrics: metrics::Metrics,
 }
 
@@ -82,6 +84,7 @@ impl AppState {
             issued: std::sync::Mutex::new(HashMap::new()),
             generation: std::sync::atomic::AtomicU64::new(0),
             views: std::sync::Mutex::new(HashMap::new()),
+            associations: std::sync::Mutex::new(HashMap::new()),
             metrics: metrics::Metrics::default(),
         }
     }

@@ -594,16 +594,42 @@ pub fn get(state: &AppState, kind: Kind, id: &ResourceId) -> Result<Answer, ApiE
     let stored = stored_of_kind(state, kind, id)?;
     let mut rendered = render(kind, &stored);
     if kind == Kind::NetworkSecurityGroup {
-        let users = state
-            .store
-            .transaction(|tx| associations(tx, id.subscription()))?;
+        let users = cached_associations(state, id.subscription())?;
         add_associations(&mut rendered, &stored.id, &users);
     }
     Ok(Answer::ok(rendered))
 }
 
 /// Which subnets and NICs use each NSG: an NSG's read-only `subnets` and `networkInterfaces`.
-type Associations = HashMap<ResourceId, (Vec<String>, Vec<String>)>;
+pub type Associations = HashMap<ResourceId, (Vec<String>, Vec<String>)>;
+
+/// The subscription's associations, computed once per write generation.
+fn cached_associations(
+    state: &AppState,
+    subscription: &str,
+) -> Result<std::sync::Arc<Associations>, ApiError> {
+    let generation = state.generation();
+    let key = subscription.to_ascii_lowercase();
+    if let Some((at, users)) = state
+        .associations
+        .lock()
+        .ok()
+        .and_then(|c| c.get(&key).cloned())
+    {
+        if at == generation {
+            return Ok(users);
+        }
+    }
+    let users = std::sync::Arc::new(
+        state
+            .store
+            .transaction(|tx| associations(tx, subscription))?,
+    );
+    if let Ok(mut cache) = state.associations.lock() {
+        cache.insert(key, (generation, users.clone()));
+    }
+    Ok(users)
+}
 
 fn associations(tx: &Tx<'_>, subscription: &str) -> Result<Associations, ApiError> {
     let mut users = Associations::new();
@@ -958,10 +984,8 @@ pub fn list(
         .store
         .list(kind.arm_type(), scope, page, state.page_size)?;
     let users = match kind {
-        Kind::NetworkSecurityGroup => state
-            .store
-            .transaction(|tx| associations(tx, &subscription))?,
-        _ => Associations::new(),
+        Kind::NetworkSecurityGroup => cached_associations(state, &subscription)?,
+        _ => std::sync::Arc::new(Associations::new()),
     };
     let items = listed
         .items
