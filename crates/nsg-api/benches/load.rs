@@ -32,7 +32,7 @@ fn net(path: &str) -> String {
 fn rule(r: usize, port: usize) -> Value {
     json!({"name": format!("r{r}"), "properties": {"protocol": "Tcp", "sourceAddressPrefix": format!("11.{}.{}.0/24", r % 200, port % 250),
         "sourcePortRange": "*", "destinationAddressPrefix": "*", "destinationPortRange": (1000 + port).to_string(),
-        "access": if r % 3 == 0 { "Deny" } else { "Allow" }, "priority": 100 + r, "direction": if r % 2 == 0 { "Inbound" } else { "Outbound" }}})
+        "access": if r.is_multiple_of(3) { "Deny" } else { "Allow" }, "priority": 100 + r, "direction": if r.is_multiple_of(2) { "Inbound" } else { "Outbound" }}})
 }
 
 async fn populate(app: &axum::Router) {
@@ -122,7 +122,7 @@ fn operations() -> Vec<(&'static str, Operation)> {
                 (
                     "POST",
                     format!("{SUB}/resourceGroups/nw/providers/Microsoft.Network/networkWatchers/watcher/ipFlowVerify"),
-                    Some(json!({"targetResourceId": net(&format!("networkInterfaces/nic-{nic}")), "direction": if i % 2 == 0 { "Inbound" } else { "Outbound" },
+                    Some(json!({"targetResourceId": net(&format!("networkInterfaces/nic-{nic}")), "direction": if i.is_multiple_of(2) { "Inbound" } else { "Outbound" },
                         "protocol": "TCP", "localIPAddress": format!("10.{}.{}.4", nic / 256, nic % 256), "localPort": (1000 + i % 300).to_string(),
                         "remoteIPAddress": format!("11.{}.{}.9", i % 200, i % 250), "remotePort": "50000"})),
                 )
