@@ -102,6 +102,13 @@ fn envelope(
     existing: Option<&StoredResource>,
 ) -> Result<(), ApiError> {
     body.remove("etag");
+    if !nsg_model::validate::valid_name(id.name()) {
+        return Err(ApiError::bad_request(
+            "InvalidResourceName",
+            format!("Resource name {} is invalid. The name can be up to 80 characters long. It must begin with a word character, and it must end with a word character or with '_'. The name may contain word characters or '.', '-', '_'.", id.name()),
+        )
+        .with_target("name"));
+    }
     match body.get("tags") {
         None | Some(Value::Null) => {}
         Some(Value::Object(tags)) if tags.values().all(Value::is_string) => {}
@@ -181,7 +188,6 @@ fn normalise_children(
                     .and_then(Value::as_str)
                     .and_then(|t| t.rsplit('/').next())
             })
-            .filter(|n| !n.is_empty())
             .map(str::to_string)
             .ok_or_else(|| {
                 ApiError::bad_request("InvalidRequestFormat", format!("{field}[{i}] has no name."))
@@ -513,12 +519,40 @@ fn validate(
     }
     let mut referenced = Vec::new();
     references(doc, id, &mut referenced);
+    let asgs: Vec<ResourceId> = referenced
+        .iter()
+        .filter(|r| r.is_type(nsg_model::id::types::APPLICATION_SECURITY_GROUP))
+        .cloned()
+        .collect();
     let mut docs = vec![doc.clone()];
     let mut seen = std::collections::HashSet::new();
+    seen.insert(id.clone());
     for reference in referenced {
         if seen.insert(reference.clone()) {
             if let Some(stored) = tx.get(&reference)? {
                 docs.push(stored.rendered());
+            }
+        }
+    }
+    // The rules about ASGs span resources: an ASG's members must share one VNet, as must the
+    // members of a rule's ASGs. Bring in the NICs of the ASGs referenced, and their VNets.
+    if !asgs.is_empty() {
+        for nic in all(tx, Kind::NetworkInterface, id.subscription())? {
+            let member = asgs.iter().any(|asg| mentions(&nic.document, asg, false));
+            if member && seen.insert(nic.id.clone()) {
+                let mut vnets = Vec::new();
+                references(&nic.document, &nic.id, &mut vnets);
+                for vnet in vnets
+                    .into_iter()
+                    .filter(|r| r.is_type(nsg_model::id::types::VIRTUAL_NETWORK))
+                {
+                    if seen.insert(vnet.clone()) {
+                        if let Some(stored) = tx.get(&vnet)? {
+                            docs.push(stored.rendered());
+                        }
+                    }
+                }
+                docs.push(nic.rendered());
             }
         }
     }
@@ -528,9 +562,17 @@ fn validate(
     match nsg_model::validate(&env, state.catalog.as_ref()) {
         Ok(_) => Ok(()),
         Err(errors) => {
+            // This write's own faults, and the ASG rule it would break.
             let own: Vec<_> = errors
                 .into_iter()
-                .filter(|e| e.resource.eq_ignore_ascii_case(id.as_str()))
+                .filter(|e| {
+                    e.resource.eq_ignore_ascii_case(id.as_str())
+                        || (e.code
+                            == nsg_model::ErrorCode::ApplicationSecurityGroupMembersMustBeInSameVnet
+                            && asgs
+                                .iter()
+                                .any(|a| e.resource.eq_ignore_ascii_case(a.as_str())))
+                })
                 .collect();
             if own.is_empty() {
                 Ok(())
@@ -682,10 +724,11 @@ pub fn put(
         let doc = normalise(tx, kind, id, body, existing.as_ref())?;
         validate(state, tx, kind, id, &doc)?;
         let outcome = tx.put(id, doc, precondition)?;
-        Ok(Answer::written(
-            outcome.created(),
-            render(kind, outcome.resource()),
-        ))
+        let mut rendered = render(kind, outcome.resource());
+        if kind == Kind::NetworkSecurityGroup {
+            add_associations(&mut rendered, id, &associations(tx, id.subscription())?);
+        }
+        Ok(Answer::written(outcome.created(), rendered))
     })
 }
 

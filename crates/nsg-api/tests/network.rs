@@ -454,3 +454,83 @@ async fn service_tags_come_from_the_loaded_files() {
         json!(["20.60.0.0/16"])
     );
 }
+
+/// Regressions found by the SDK conformance suite: writes checked only against their own
+/// faults let an ASG span two VNets (then every question in the subscription failed); names of
+/// top-level resources were not checked; an empty rule name had the wrong code; the PUT answer
+/// of an NSG lacked its back-references.
+#[tokio::test]
+async fn cross_resource_rules_names_and_put_answers() {
+    let api = seed().await;
+    let put = |path: String, body: Value| {
+        let api = &api;
+        async move { api.call("PUT", &path, Some(body)).await }
+    };
+    put(
+        net("applicationSecurityGroups/asgX"),
+        json!({"location": "westeurope"}),
+    )
+    .await;
+    put(net("virtualNetworks/vnet2"), json!({"location": "westeurope", "properties": {"addressSpace": {"addressPrefixes": ["10.9.0.0/16"]},
+        "subnets": [{"name": "s", "properties": {"addressPrefix": "10.9.1.0/24"}}]}})).await;
+    let member = |vnet: &str, subnet: &str| {
+        json!({"location": "westeurope", "properties": {"ipConfigurations": [{"name": "ip", "properties": {
+        "subnet": {"id": net(&format!("virtualNetworks/{vnet}/subnets/{subnet}"))},
+        "applicationSecurityGroups": [{"id": net("applicationSecurityGroups/asgX")}]}}]}})
+    };
+    let (status, _) = put(net("networkInterfaces/nicA"), member("vnet1", "Subnet2")).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, error) = put(net("networkInterfaces/nicB"), member("vnet2", "s")).await;
+    assert_eq!(
+        (status, error["error"]["code"].as_str()),
+        (
+            StatusCode::BAD_REQUEST,
+            Some("ApplicationSecurityGroupMembersMustBeInSameVnet")
+        )
+    );
+    let (status, _) = api
+        .call(
+            "POST",
+            &format!(
+                "{}/effectiveNetworkSecurityGroups",
+                net("networkInterfaces/vm1-nic")
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "the subscription stays answerable");
+
+    for name in ["-starts-with-dash", "ends-with-dot.", &"x".repeat(81)] {
+        let (status, error) = put(
+            net(&format!("networkSecurityGroups/{name}")),
+            json!({"location": "westeurope"}),
+        )
+        .await;
+        assert_eq!(
+            (status, error["error"]["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("InvalidResourceName")),
+            "{name}"
+        );
+        let (_, error) = put(
+            net(&format!("applicationSecurityGroups/{name}")),
+            json!({"location": "westeurope"}),
+        )
+        .await;
+        assert_eq!(error["error"]["code"], "InvalidResourceName", "{name}");
+    }
+    let (_, error) = put(net("networkSecurityGroups/empty-name"), json!({"location": "westeurope", "properties": {"securityRules": [{"name": "", "properties": {
+        "protocol": "Tcp", "sourceAddressPrefix": "*", "sourcePortRange": "*", "destinationAddressPrefix": "*", "destinationPortRange": "22",
+        "access": "Allow", "priority": 100, "direction": "Inbound"}}]}})).await;
+    assert_eq!(error["error"]["code"], "InvalidResourceName");
+
+    let (_, nsg1) = put(
+        net("networkSecurityGroups/NSG1"),
+        json!({"location": "westeurope"}),
+    )
+    .await;
+    assert_eq!(
+        nsg1["properties"]["subnets"],
+        json!([{"id": net("virtualNetworks/vnet1/subnets/Subnet1")}])
+    );
+    assert_eq!(nsg1["properties"]["networkInterfaces"], json!([]));
+}

@@ -1380,7 +1380,7 @@ fn token_problem(e: &AddressTokenError) -> String {
 /// ARM names (reference §2.1): 1–80 characters, word characters, '.', '-' and '_'; begins with a
 /// word character and ends with a word character or '_'. "Word character" is .NET's `\w`, so
 /// Unicode letters and digits count.
-fn valid_name(name: &str) -> bool {
+pub fn valid_name(name: &str) -> bool {
     let word = |c: char| c.is_alphanumeric() || c == '_';
     let count = name.chars().count();
     (1..=limits::NAME_CHARS).contains(&count)
