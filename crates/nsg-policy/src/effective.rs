@@ -19,8 +19,9 @@ pub struct EffectiveNetworkSecurityGroup {
     pub network_security_group: IdRef,
     pub association: Association,
     pub effective_security_rules: Vec<EffectiveSecurityRule>,
-    /// JSON text of a map from each tag the rules name to its prefixes, as Azure returns it.
-    pub tag_map: String,
+    /// Each tag the rules name, with its prefixes. The REST spec calls it a string, but Azure
+    /// sends an object (the Azure CLI requires one; the Python SDK reads either).
+    pub tag_map: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Serialize)]
@@ -111,7 +112,7 @@ pub fn effective_network_security_groups(
             },
             association,
             effective_security_rules: rules,
-            tag_map: serde_json::to_string(&tag_map).expect("a map of strings serialises"),
+            tag_map,
         });
     }
     Ok(EffectiveNetworkSecurityGroupList { value })

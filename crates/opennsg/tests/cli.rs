@@ -445,7 +445,7 @@ fn effective_json_has_azures_shape() {
         .unwrap();
     assert_eq!(deny["protocol"], "All");
     assert_eq!(deny["priority"], 65500);
-    let tag_map: Value = serde_json::from_str(group["tagMap"].as_str().unwrap()).unwrap();
+    let tag_map = &group["tagMap"];
     assert_eq!(
         tag_map["VirtualNetwork"],
         json!(["10.0.0.0/16", "168.63.129.16/32"])

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# The real Azure CLI against `opennsg serve`: HTTPS with a self-signed certificate, a registered
+# cloud, `az login --identity`, then nsg / rule / asg / vnet / nic create, `nic list-effective-nsg`,
+# `watcher test-ip-flow` and `list-service-tags`, each answer checked. Installs the pinned
+# azure-cli into target/az-venv if it is not there. Bounded: every az call has a timeout, and the
+# server is stopped whatever happens.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+AZURE_CLI_VERSION=2.91.0
+cargo build --release -p opennsg --locked
+opennsg="${OPENNSG_BIN:-${CARGO_TARGET_DIR:-target}/release/opennsg}"
+venv="target/az-venv"
+if [ ! -x "$venv/bin/az" ] || ! "$venv/bin/python" -m pip show azure-cli 2>/dev/null | grep -qx "Version: $AZURE_CLI_VERSION"; then
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/python" -m pip install --no-input --disable-pip-version-check -q "azure-cli==$AZURE_CLI_VERSION"
+fi
+
+work="$(mktemp -d)"
+server_pid=""
+cleanup() {
+    if [ -n "$server_pid" ]; then
+        kill "$server_pid" 2>/dev/null || true
+        wait "$server_pid" 2>/dev/null || true
+    fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+token="$(python3 -c 'import secrets; print(secrets.token_hex(32))')"
+tags="../shared/data/service-tags/ServiceTags_Public_20251028.json"
+"$opennsg" serve --listen "127.0.0.1:$port" --data "$work/data" --tls-self-signed --identity-endpoint \
+    --token "$token" --service-tags "$tags" > "$work/server.log" 2>&1 &
+server_pid=$!
+for _ in $(seq 1 100); do
+    [ -f "$work/data/cert.pem" ] && python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 1)" 2>/dev/null && break
+    sleep 0.1
+done
+
+export REQUESTS_CA_BUNDLE="$work/data/cert.pem"
+export AZURE_CONFIG_DIR="$work/az"
+export IDENTITY_ENDPOINT="https://localhost:$port/msi/token"
+export IDENTITY_HEADER="$token"
+export AZURE_CORE_COLLECT_TELEMETRY=false
+export AZURE_CORE_ONLY_SHOW_ERRORS=true
+endpoint="https://localhost:$port"
+sub="00000000-0000-0000-0000-000000000001"
+az() { timeout 120 "$venv/bin/az" "$@"; }
+check() { # check WHAT EXPECTED ACTUAL
+    if [ "$2" != "$3" ]; then
+        echo "az: $1: expected '$2', got '$3'" >&2
+        tail -20 "$work/server.log" >&2
+        exit 1
+    fi
+    echo "az: $1: $3"
+}
+
+az cloud register -n OpenNSG --skip-endpoint-discovery --endpoint-resource-manager "$endpoint/" \
+    --endpoint-active-directory "$endpoint" --endpoint-active-directory-resource-id "$endpoint/" \
+    --endpoint-management "$endpoint/" -o none
+az cloud set -n OpenNSG -o none
+check "login --identity" "$sub" "$(az login --identity --query '[0].id' -o tsv)"
+
+az network nsg create -g rg1 -n nsg1 -l westeurope -o none
+az network nsg rule create -g rg1 --nsg-name nsg1 -n allow-http --priority 200 --direction Inbound \
+    --access Allow --protocol Tcp --source-address-prefixes Internet --destination-port-ranges 80 -o none
+check "nsg rule list" "allow-http" "$(az network nsg rule list -g rg1 --nsg-name nsg1 --query '[].name' -o tsv)"
+check "default rules" "6" "$(az network nsg show -g rg1 -n nsg1 --query 'length(defaultSecurityRules)' -o tsv)"
+az network asg create -g rg1 -n web -l westeurope -o none
+az network vnet create -g rg1 -n vnet1 -l westeurope --address-prefixes 10.0.0.0/16 \
+    --subnet-name subnet1 --subnet-prefixes 10.0.1.0/24 -o none
+az network vnet subnet update -g rg1 --vnet-name vnet1 -n subnet1 --network-security-group nsg1 -o none
+az network nic create -g rg1 -n nic1 -l westeurope --vnet-name vnet1 --subnet subnet1 --asgs web -o none
+check "nic address" "10.0.1.4" "$(az network nic show -g rg1 -n nic1 --query 'ipConfigurations[0].privateIPAddress' -o tsv)"
+az rest --method put --url "$endpoint/subscriptions/$sub/resourceGroups/rg1/providers/Microsoft.Compute/virtualMachines/vm1?api-version=2024-07-01" \
+    --body "{\"location\": \"westeurope\", \"properties\": {\"networkProfile\": {\"networkInterfaces\": [{\"id\": \"/subscriptions/$sub/resourceGroups/rg1/providers/Microsoft.Network/networkInterfaces/nic1\"}]}}}" -o none
+
+check "nic list-effective-nsg" "securityRules/allow-http" \
+    "$(az network nic list-effective-nsg -g rg1 -n nic1 --query 'value[0].effectiveSecurityRules[0].name' -o tsv)"
+az network watcher configure -g NetworkWatcherRG -l westeurope --enabled true -o none
+check "watcher test-ip-flow (allowed)" "Allow securityRules/allow-http" \
+    "$(az network watcher test-ip-flow -g rg1 --vm vm1 --direction Inbound --protocol TCP --local 10.0.1.4:80 --remote 203.0.113.10:50000 --query '[access, ruleName]' -o tsv | tr '\t\n' '  ' | sed 's/ *$//')"
+check "watcher test-ip-flow (denied)" "Deny defaultSecurityRules/DenyAllInBound" \
+    "$(az network watcher test-ip-flow -g rg1 --vm vm1 --direction Inbound --protocol TCP --local 10.0.1.4:22 --remote 203.0.113.10:50000 --query '[access, ruleName]' -o tsv | tr '\t\n' '  ' | sed 's/ *$//')"
+check "list-service-tags" "3039" "$(az network list-service-tags -l westeurope --query 'length(values)' -o tsv)"
+echo "az: all checks passed"
