@@ -253,7 +253,15 @@ async fn arm_request(
     let method_label = method.to_string();
     let metrics_state = state.clone();
     let result = tokio::task::spawn_blocking(move || {
-        handle(&state, &method, &headers, &query, &path, &host, &body)
+        let call = Call {
+            method: &method,
+            headers: &headers,
+            query: &query,
+            path: &path,
+            host: &host,
+            body: &body,
+        };
+        handle(&state, call)
     })
     .await;
     let response = match result {
@@ -288,21 +296,22 @@ async fn arm_request(
     response
 }
 
-/// One ARM request, synchronously (the store blocks). A write that succeeded makes cached
-/// views stale.
-fn handle(
-    state: &AppState,
-    method: &Method,
-    headers: &HeaderMap,
-    query: &HashMap<String, String>,
-    path: &str,
-    host: &str,
-    body: &[u8],
-) -> Result<Answer, ApiError> {
-    let answer = route(state, method, headers, query, path, host, body);
-    // Bump whatever the outcome: a failed write changed nothing, but a cheap extra rebuild is
-    // safer than reasoning about which failures wrote.
-    if matches!(*method, Method::PUT | Method::PATCH | Method::DELETE) {
+/// One ARM request, as the handler got it.
+struct Call<'a> {
+    method: &'a Method,
+    headers: &'a HeaderMap,
+    query: &'a HashMap<String, String>,
+    path: &'a str,
+    host: &'a str,
+    body: &'a [u8],
+}
+
+/// One ARM request, synchronously (the store blocks). Every write makes cached views stale;
+/// bumped whatever the outcome, since an extra rebuild is cheaper than reasoning about which
+/// failed writes wrote nothing.
+fn handle(state: &AppState, call: Call<'_>) -> Result<Answer, ApiError> {
+    let answer = route(state, &call);
+    if matches!(*call.method, Method::PUT | Method::PATCH | Method::DELETE) {
         state
             .generation
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
@@ -311,15 +320,15 @@ fn handle(
 }
 
 /// Routes a request, then acts.
-fn route(
-    state: &AppState,
-    method: &Method,
-    headers: &HeaderMap,
-    query: &HashMap<String, String>,
-    path: &str,
-    host: &str,
-    body: &[u8],
-) -> Result<Answer, ApiError> {
+fn route(state: &AppState, call: &Call<'_>) -> Result<Answer, ApiError> {
+    let Call {
+        method,
+        headers,
+        query,
+        path,
+        host,
+        body,
+    } = *call;
     let target = request::parse_path(path)?;
     let query = request::parse_query(query)?;
     let precondition = request::precondition(headers)?;
