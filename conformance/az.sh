@@ -48,6 +48,7 @@ export AZURE_CORE_ONLY_SHOW_ERRORS=true
 endpoint="https://localhost:$port"
 sub="00000000-0000-0000-0000-000000000001"
 az() { timeout 120 "$venv/bin/az" "$@"; }
+passed=0
 check() { # check WHAT EXPECTED ACTUAL
     if [ "$2" != "$3" ]; then
         echo "az: $1: expected '$2', got '$3'" >&2
@@ -55,6 +56,7 @@ check() { # check WHAT EXPECTED ACTUAL
         exit 1
     fi
     echo "az: $1: $3"
+    passed=$((passed + 1))
 }
 
 az cloud register -n OpenNSG --skip-endpoint-discovery --endpoint-resource-manager "$endpoint/" \
@@ -85,4 +87,4 @@ check "watcher test-ip-flow (allowed)" "Allow securityRules/allow-http" \
 check "watcher test-ip-flow (denied)" "Deny defaultSecurityRules/DenyAllInBound" \
     "$(az network watcher test-ip-flow -g rg1 --vm vm1 --direction Inbound --protocol TCP --local 10.0.1.4:22 --remote 203.0.113.10:50000 --query '[access, ruleName]' -o tsv | tr '\t\n' '  ' | sed 's/ *$//')"
 check "list-service-tags" "3039" "$(az network list-service-tags -l westeurope --query 'length(values)' -o tsv)"
-echo "az: all checks passed"
+echo "az: $passed passed, 0 failed"
