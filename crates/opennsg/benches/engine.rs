@@ -94,6 +94,8 @@ fn classbench(c: &mut Criterion) {
 
 fn flow_table(c: &mut Criterion) {
     const FLOWS: u32 = 1_000_000;
+    /// Packets per `process_batch` call.
+    const BATCH: usize = 256;
     let catalog = nsg_tags::Catalog::new();
     let w = workload::nsg_workload(&catalog, 0, 0, 1).expect("workload");
     let policy = CompiledPolicy::build(w.policy, &w.sets, Settings::default());
@@ -166,6 +168,21 @@ fn flow_table(c: &mut Criterion) {
                 }
             })
         });
+        // The same packets through `process_batch`, `BATCH` at a time.
+        let batch: Vec<(PacketMeta, nsg_model::rule::Direction)> = packets
+            .iter()
+            .map(|p| (*p, nsg_model::rule::Direction::Inbound))
+            .collect();
+        let mut outcomes = Vec::with_capacity(BATCH);
+        group.bench_function(format!("{name}_batched_{BATCH}"), |b| {
+            b.iter(|| {
+                for chunk in batch.chunks(BATCH) {
+                    table.process_batch(&policy, chunk, &mut events, &mut outcomes);
+                    black_box(&outcomes);
+                    outcomes.clear();
+                }
+            })
+        });
     }
     group.throughput(Throughput::Elements(10_000));
     group.bench_function("insert", |b| {
@@ -179,6 +196,24 @@ fn flow_table(c: &mut Criterion) {
                         nsg_model::rule::Direction::Outbound,
                         &mut events,
                     );
+                }
+                events.clear();
+                fresh
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    let syns: Vec<(PacketMeta, nsg_model::rule::Direction)> = (0..10_000)
+        .map(|i| (syn(i), nsg_model::rule::Direction::Outbound))
+        .collect();
+    let mut outcomes = Vec::with_capacity(BATCH);
+    group.bench_function(format!("insert_batched_{BATCH}"), |b| {
+        b.iter_batched(
+            || FlowTable::with_capacity(100_000),
+            |mut fresh| {
+                for chunk in syns.chunks(BATCH) {
+                    fresh.process_batch(&policy, chunk, &mut events, &mut outcomes);
+                    outcomes.clear();
                 }
                 events.clear();
                 fresh
