@@ -83,6 +83,21 @@ fn check_shape<T: serde::de::DeserializeOwned>(doc: &Value) -> Result<(), ApiErr
         })
 }
 
+/// Element `i` of the list at `field`, which must be an object.
+fn list_object<'v>(
+    item: &'v mut Value,
+    field: &str,
+    i: usize,
+) -> Result<&'v mut Map<String, Value>, ApiError> {
+    item.as_object_mut().ok_or_else(|| {
+        ApiError::bad_request(
+            "InvalidRequestFormat",
+            format!("{field}[{i}] must be an object."),
+        )
+        .with_target(format!("{field}[{i}]"))
+    })
+}
+
 fn object(value: &mut Value) -> &mut Map<String, Value> {
     if !value.is_object() {
         *value = Value::Object(Map::new());
@@ -174,12 +189,7 @@ fn normalise_children(
         .with_target(field));
     };
     for (i, item) in items.iter_mut().enumerate() {
-        let Value::Object(item) = item else {
-            return Err(ApiError::bad_request(
-                "InvalidRequestFormat",
-                format!("{field}[{i}] must be an object."),
-            ));
-        };
+        let item = list_object(item, &field, i)?;
         let name = item
             .get("name")
             .and_then(Value::as_str)
@@ -282,12 +292,7 @@ fn allocate_addresses(
         return Ok(());
     };
     for (i, config) in configs.iter_mut().enumerate() {
-        let Value::Object(config) = config else {
-            return Err(ApiError::bad_request(
-                "InvalidRequestFormat",
-                format!("properties.ipConfigurations[{i}] must be an object."),
-            ));
-        };
+        let config = list_object(config, "properties.ipConfigurations", i)?;
         let name = config
             .get("name")
             .and_then(Value::as_str)

@@ -172,6 +172,8 @@ pub struct Resolver<'a> {
     settings: Settings,
     pub sets: SetArena,
     named_tags: HashMap<String, SetId>,
+    /// Each NIC's `VirtualNetwork` and `Internet` sets, computed once.
+    nic_sets: HashMap<ResourceId, (SetId, SetId)>,
 }
 
 impl<'a> Resolver<'a> {
@@ -182,6 +184,7 @@ impl<'a> Resolver<'a> {
             settings,
             sets: SetArena::default(),
             named_tags: HashMap::new(),
+            nic_sets: HashMap::new(),
         }
     }
 
@@ -267,12 +270,20 @@ impl<'a> Resolver<'a> {
 
     /// The NIC's `VirtualNetwork` and `Internet` sets, interned.
     fn context<'n>(&mut self, nic: &'n NetworkInterface) -> NicContext<'n> {
-        let vnet_set = self.virtual_network_set(nic);
-        let internet = context::internet(&vnet_set);
+        let (virtual_network, internet) = match self.nic_sets.get(&nic.id) {
+            Some(&sets) => sets,
+            None => {
+                let vnet_set = self.virtual_network_set(nic);
+                let internet = context::internet(&vnet_set);
+                let sets = (self.sets.intern(vnet_set), self.sets.intern(internet));
+                self.nic_sets.insert(nic.id.clone(), sets);
+                sets
+            }
+        };
         NicContext {
             nic,
-            virtual_network: self.sets.intern(vnet_set),
-            internet: self.sets.intern(internet),
+            virtual_network,
+            internet,
         }
     }
 
