@@ -1,0 +1,47 @@
+//! Network lab for kernel tests.
+//!
+//! Builds throwaway topologies of Linux network namespaces joined by veth pairs, for
+//! end-to-end tests of the nftables firewall, and sends and observes real traffic in them.
+//! Needs root and the `ip` and `ping` programs (iproute2, iputils).
+//!
+//! The topology is routed the way Calico wires pods: each guest namespace hangs off a router
+//! namespace by its own veth pair, holds host addresses (/32, /128) and reaches everything
+//! through the gateways [`GATEWAY_V4`] and [`GATEWAY_V6`]. So traffic between two guests
+//! always crosses the router's forward path, where the firewall under test sits.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use nsg_netlab::{ping, GuestSide, Lab, RouterSide};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let lab = Lab::new()?;
+//! let router = lab.router("host")?;
+//! let a = lab.namespace("a")?;
+//! let b = lab.namespace("b")?;
+//! lab.attach(&router, &a, &RouterSide::new("vm1"), &GuestSide::new("eth0", ["10.0.0.1".parse()?]))?;
+//! lab.attach(&router, &b, &RouterSide::new("vm2"), &GuestSide::new("eth0", ["10.0.0.2".parse()?]))?;
+//! assert!(ping(&a, "10.0.0.2".parse()?, 1, Duration::from_secs(2))?);
+//! # Ok(())
+//! # } // the namespaces are deleted here
+//! ```
+//!
+//! Every traffic helper is bounded by the timeout it is given, and every background thread
+//! stops when its owner is dropped.
+
+mod error;
+mod lab;
+mod netns;
+pub mod packet;
+mod ping;
+mod raw;
+mod tcp;
+mod udp;
+
+pub use error::LabError;
+pub use lab::{GuestSide, Lab, RouterSide, GATEWAY_V4, GATEWAY_V6};
+pub use netns::{in_namespace, Netns};
+pub use packet::FiveTuple;
+pub use ping::ping;
+pub use raw::{Capture, RawSender};
+pub use tcp::{echo_roundtrip, tcp_connect, tcp_listen, EchoServer};
+pub use udp::{udp_bind, udp_exchange, ReceivedDatagram, UdpEchoServer, UdpExchange};
