@@ -131,6 +131,9 @@ enum Command {
         #[arg(long = "subscription", value_name = "ID")]
         subscriptions: Vec<String>,
     },
+    /// Enforce NSGs on local interfaces with nftables: one table, `inet opennsg`, replaced or
+    /// changed atomically. Needs root (CAP_NET_ADMIN) and nft; conntrack for flushConnection.
+    Enforce(EnforceArgs),
     /// Quick benchmarks; one line per figure, each next to a naive baseline.
     Bench {
         /// Which figures.
@@ -259,6 +262,7 @@ fn run(cli: Cli) -> Result<u8> {
                 tls,
             })
         }
+        Command::Enforce(args) => enforce(args),
         Command::Bench {
             workload,
             service_tags,
@@ -274,6 +278,102 @@ fn run(cli: Cli) -> Result<u8> {
             Ok(0)
         }
     }
+}
+
+#[derive(Args)]
+struct EnforceArgs {
+    /// ARM JSON files; or follow a server with --watch.
+    #[arg(value_name = "ENV", required_unless_present_any = ["watch", "remove"], conflicts_with = "watch")]
+    files: Vec<PathBuf>,
+    /// Bind a NIC (name or id, or a one-NIC VM) to a local interface (repeatable).
+    #[arg(long = "bind", value_name = "NIC=IFNAME", value_parser = opennsg::enforce::parse_binding)]
+    bind: Vec<(String, String)>,
+    /// Also bind each NIC whose macAddress is a local interface's MAC (or a libvirt tap's,
+    /// whose first octet is fe).
+    #[arg(long)]
+    bind_by_mac: bool,
+    /// Microsoft's ServiceTags_*.json files (repeatable).
+    #[arg(long = "service-tags", value_name = "FILE")]
+    service_tags: Vec<PathBuf>,
+    /// Subscription type, for the outbound TCP 25 block.
+    #[arg(long, default_value = "EnterpriseAgreement", value_name = "TYPE")]
+    subscription_type: SubscriptionType,
+    /// Print the nft JSON transaction instead of applying it.
+    #[arg(long, conflicts_with_all = ["check", "watch"])]
+    dry_run: bool,
+    /// Report how the kernel's table differs from the policy; change nothing. Exit 1 on drift.
+    #[arg(long, conflicts_with = "watch")]
+    check: bool,
+    /// Remove OpenNSG's table.
+    #[arg(long, conflicts_with_all = ["watch", "dry_run", "check"])]
+    remove: bool,
+    /// Follow an `opennsg serve` instance (http://HOST:PORT): apply on change, repair drift.
+    #[arg(long, value_name = "URL")]
+    watch: Option<String>,
+    /// The server's bearer token.
+    #[arg(
+        long,
+        env = "OPENNSG_TOKEN",
+        hide_env_values = true,
+        requires = "watch"
+    )]
+    token: Option<String>,
+    /// Seconds between polls of the server and drift checks.
+    #[arg(long, default_value_t = 2.0, requires = "watch")]
+    interval: f64,
+}
+
+fn enforce(args: EnforceArgs) -> Result<u8> {
+    use opennsg::enforce;
+    let kernel = nsg_nft::Kernel::local();
+    if args.remove {
+        kernel.apply(&nsg_nft::plan::remove())?;
+        eprintln!("opennsg: removed table inet {}", nsg_nft::ruleset::TABLE);
+        return Ok(0);
+    }
+    let catalog = inputs::load_service_tags(&args.service_tags)?;
+    let settings = Settings {
+        subscription_type: args.subscription_type,
+    };
+    let binding = enforce::Binding {
+        explicit: args.bind,
+        by_mac: args.bind_by_mac,
+    };
+    let mut enforcer = nsg_nft::Enforcer::new(kernel);
+    if let Some(url) = args.watch {
+        let token = args.token.ok_or_else(|| {
+            anyhow::anyhow!("--watch needs the server's token: --token or $OPENNSG_TOKEN")
+        })?;
+        if !(args.interval > 0.0 && args.interval <= 3600.0) {
+            anyhow::bail!("--interval must be between 0 and 3600 seconds");
+        }
+        let watch = enforce::Watch {
+            url,
+            token,
+            interval: std::time::Duration::from_secs_f64(args.interval),
+        };
+        enforce::follow(&watch, &catalog, settings, &binding, &mut enforcer, || {
+            false
+        })?;
+        return Ok(0);
+    }
+    let model = enforce::load_files(&args.files, &catalog)?;
+    let interfaces = enforce::local_interfaces()?;
+    let rendered = enforce::render_model(&model, &catalog, settings, &binding, &interfaces)?;
+    if args.dry_run {
+        let batch = nsg_nft::plan::full(&rendered.ruleset);
+        println!("{}", serde_json::to_string_pretty(&batch)?);
+        return Ok(0);
+    }
+    if args.check {
+        let drift = enforcer.check(&rendered.ruleset)?;
+        for line in drift.describe() {
+            println!("{line}");
+        }
+        return Ok(if drift.is_empty() { 0 } else { EXIT_DENY });
+    }
+    enforce::apply_once(&mut enforcer, rendered)?;
+    Ok(0)
 }
 
 enum TlsSource {

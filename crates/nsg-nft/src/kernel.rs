@@ -1,0 +1,150 @@
+//! Talking to the kernel: `nft -j` for the table, `conntrack` for flow records.
+//!
+//! Commands run with separate arguments, never through a shell. A command can be prefixed (e.g.
+//! `ip netns exec NS`) so that benchmarks and tests can work inside a namespace of their own.
+
+use crate::ruleset::{ListingError, Ruleset, FAMILY, TABLE};
+use ipnet::IpNet;
+use nftables::schema::Nftables;
+use std::ffi::OsString;
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+#[derive(Debug, thiserror::Error)]
+pub enum KernelError {
+    #[error("could not run {program}: {source}")]
+    Spawn {
+        program: String,
+        source: std::io::Error,
+    },
+    #[error("{what} failed: {stderr}")]
+    Failed { what: String, stderr: String },
+    #[error("nft listed JSON that does not parse: {0}")]
+    ListingJson(serde_json::Error),
+    #[error("the listed table {TABLE}: {0}")]
+    Listing(#[from] ListingError),
+}
+
+/// How to run `nft` and `conntrack`: directly, or behind a prefix such as `ip netns exec NS`.
+#[derive(Clone, Debug, Default)]
+pub struct Kernel {
+    prefix: Vec<OsString>,
+}
+
+impl Kernel {
+    /// Works on the namespace this process runs in.
+    pub fn local() -> Kernel {
+        Kernel::default()
+    }
+
+    /// Works inside the named network namespace (`ip netns exec NAME …`).
+    pub fn in_namespace(name: &str) -> Kernel {
+        Kernel {
+            prefix: ["ip", "netns", "exec", name].map(OsString::from).to_vec(),
+        }
+    }
+
+    fn command(&self, program: &str) -> Command {
+        match self.prefix.split_first() {
+            Some((first, rest)) => {
+                let mut command = Command::new(first);
+                command.args(rest).arg(program);
+                command
+            }
+            None => Command::new(program),
+        }
+    }
+
+    fn run(
+        &self,
+        program: &str,
+        args: &[&str],
+        stdin: Option<&[u8]>,
+    ) -> Result<Output, KernelError> {
+        let mut command = self.command(program);
+        command
+            .args(args)
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let spawn_error = |source| KernelError::Spawn {
+            program: program.to_string(),
+            source,
+        };
+        let mut child = command.spawn().map_err(spawn_error)?;
+        if let Some(input) = stdin {
+            let mut pipe = child.stdin.take().expect("stdin was piped");
+            pipe.write_all(input).map_err(spawn_error)?;
+        }
+        child.wait_with_output().map_err(spawn_error)
+    }
+
+    /// Commits `batch` as one transaction. On failure nothing changed and the error carries nft's
+    /// explanation.
+    pub fn apply(&self, batch: &Nftables<'_>) -> Result<(), KernelError> {
+        let json = serde_json::to_vec(batch).expect("typed nftables documents serialise");
+        let output = self.run("nft", &["-j", "-f", "-"], Some(&json))?;
+        if !output.status.success() {
+            return Err(KernelError::Failed {
+                what: "nft -j -f -".into(),
+                stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The raw listing of our table, or `None` when it does not exist.
+    pub fn list_raw(&self) -> Result<Option<String>, KernelError> {
+        let family = serde_json::to_value(FAMILY).expect("families serialise");
+        let family = family.as_str().unwrap_or("inet");
+        let output = self.run("nft", &["-j", "list", "table", family, TABLE], None)?;
+        if !output.status.success() {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            if stderr.contains("No such file or directory") {
+                return Ok(None);
+            }
+            return Err(KernelError::Failed {
+                what: format!("nft list table {family} {TABLE}"),
+                stderr: stderr.trim().to_string(),
+            });
+        }
+        Ok(Some(String::from_utf8_lossy(&output.stdout).into_owned()))
+    }
+
+    /// Our table as the kernel holds it, or `None` when it does not exist.
+    pub fn current(&self) -> Result<Option<Ruleset>, KernelError> {
+        let Some(raw) = self.list_raw()? else {
+            return Ok(None);
+        };
+        let listing: Nftables<'_> = serde_json::from_str(&raw).map_err(KernelError::ListingJson)?;
+        Ok(Some(Ruleset::from_listing(&listing)?))
+    }
+
+    /// Forgets the connection-tracking entries of `addresses` (either end), so that the next
+    /// packet of each of their connections is evaluated against the current rules.
+    pub fn forget_connections(&self, addresses: &[IpNet]) -> Result<(), KernelError> {
+        for net in addresses {
+            let family = match net {
+                IpNet::V4(_) => "ipv4",
+                IpNet::V6(_) => "ipv6",
+            };
+            let address = net.addr().to_string();
+            for end in ["--orig-src", "--orig-dst"] {
+                let output = self.run("conntrack", &["-D", "-f", family, end, &address], None)?;
+                // conntrack exits 1 when nothing matched, which is not a failure here.
+                let stderr = String::from_utf8_lossy(&output.stderr);
+                if !output.status.success() && !stderr.contains("0 flow entries") {
+                    return Err(KernelError::Failed {
+                        what: format!("conntrack -D {end} {address}"),
+                        stderr: stderr.trim().to_string(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,116 @@
+//! Kernel enforcement: resolved NSG policies as one nftables table owned by OpenNSG.
+//!
+//! - [`render`]: policies → [`Ruleset`] (pure).
+//! - [`plan`]: two rulesets → one atomic `nft` transaction (pure).
+//! - [`kernel`]: running `nft -j` and `conntrack` (the only IO).
+//! - [`Enforcer`]: keeps the kernel's table equal to the latest rendering: applies the difference,
+//!   forgets connections of NSGs with `flushConnection`, and reports and repairs drift.
+
+pub mod kernel;
+pub mod plan;
+pub mod render;
+pub mod ruleset;
+
+pub use kernel::{Kernel, KernelError};
+pub use plan::Difference;
+pub use render::{render, BoundNic, Rendered};
+pub use ruleset::Ruleset;
+
+use ipnet::IpNet;
+
+/// What one apply did.
+#[derive(Clone, Debug)]
+pub struct Applied {
+    /// The kernel's table before, compared with the rendering applied.
+    pub difference: Difference,
+    /// Whether the whole table was replaced (first apply, or a change only a replacement makes).
+    pub replaced_table: bool,
+    /// Addresses whose connections were forgotten (`flushConnection`).
+    pub forgotten: Vec<IpNet>,
+}
+
+/// Keeps OpenNSG's table in the kernel equal to the latest rendering.
+pub struct Enforcer {
+    kernel: Kernel,
+    /// The last rendering applied, trusted as the kernel's state until the next [`reconcile`].
+    ///
+    /// [`reconcile`]: Enforcer::reconcile
+    applied: Option<Rendered>,
+}
+
+impl Enforcer {
+    pub fn new(kernel: Kernel) -> Enforcer {
+        Enforcer {
+            kernel,
+            applied: None,
+        }
+    }
+
+    pub fn kernel(&self) -> &Kernel {
+        &self.kernel
+    }
+
+    /// Applies `rendered` with the smallest transaction from the kernel's current table: the
+    /// last applied rendering if there is one, else what the kernel lists.
+    pub fn apply(&mut self, rendered: Rendered) -> Result<Applied, KernelError> {
+        let current = match &self.applied {
+            Some(applied) => Some(applied.ruleset.clone()),
+            None => self.kernel.current().ok().flatten(),
+        };
+        self.apply_over(current, rendered)
+    }
+
+    /// Compares the kernel's table with the last applied rendering and repairs any difference.
+    /// Returns what had drifted (empty when nothing had).
+    pub fn reconcile(&mut self) -> Result<Difference, KernelError> {
+        let Some(applied) = self.applied.clone() else {
+            return Ok(Difference::default());
+        };
+        let current = self.kernel.current().ok().flatten();
+        let drift = Difference::between(&current.clone().unwrap_or_default(), &applied.ruleset);
+        if !drift.is_empty() {
+            self.apply_over(current, applied)?;
+        }
+        Ok(drift)
+    }
+
+    /// What differs between the kernel's table and `desired`, without changing anything.
+    pub fn check(&self, desired: &Ruleset) -> Result<Difference, KernelError> {
+        let current = self.kernel.current()?.unwrap_or_default();
+        Ok(Difference::between(&current, desired))
+    }
+
+    fn apply_over(
+        &mut self,
+        current: Option<Ruleset>,
+        rendered: Rendered,
+    ) -> Result<Applied, KernelError> {
+        let difference = Difference::between(
+            current.as_ref().unwrap_or(&Ruleset::default()),
+            &rendered.ruleset,
+        );
+        let batch = match &current {
+            Some(current) => plan::incremental(current, &rendered.ruleset),
+            None => Some(plan::full(&rendered.ruleset)),
+        };
+        let replaced_table =
+            current.is_none() || batch.as_ref().is_some_and(|b| plan::replaces_table(b));
+        if let Some(batch) = batch {
+            self.kernel.apply(&batch)?;
+        }
+        // A removed stage chain's flush setting is in the previous rendering.
+        let mut forgotten = rendered.addresses_to_flush(difference.touched_chains());
+        if let Some(previous) = &self.applied {
+            forgotten.extend(previous.addresses_to_flush(&difference.chains_removed));
+            forgotten.sort();
+            forgotten.dedup();
+        }
+        self.applied = Some(rendered);
+        self.kernel.forget_connections(&forgotten)?;
+        Ok(Applied {
+            difference,
+            replaced_table,
+            forgotten,
+        })
+    }
+}

@@ -1,0 +1,199 @@
+//! Transactions that take the kernel from one [`Ruleset`] to another.
+//!
+//! Every plan is one `nft -j -f -` batch, which the kernel commits atomically: readers see the old
+//! table or the new one, never a mix (invariant 4). A full plan replaces the whole table; an
+//! incremental plan touches only what differs. Sets are named by their content, so a changed set
+//! is a new set, and a rule change rewrites one chain.
+
+use crate::ruleset::{chain_object, rule_object, set_object, table_object, AddressSet, Ruleset};
+use nftables::schema::{FlushObject, NfCmd, NfListObject, NfObject, Nftables};
+use std::borrow::Cow;
+use std::collections::BTreeSet;
+
+/// What differs between two rulesets, by name.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Difference {
+    pub sets_added: Vec<String>,
+    pub sets_removed: Vec<String>,
+    /// Sets of the same name whose elements differ (only by hand edits: our names are content).
+    pub sets_changed: Vec<String>,
+    pub chains_added: Vec<String>,
+    pub chains_removed: Vec<String>,
+    pub chains_changed: Vec<String>,
+}
+
+impl Difference {
+    pub fn between(current: &Ruleset, desired: &Ruleset) -> Difference {
+        let mut difference = Difference::default();
+        for (name, set) in &desired.sets {
+            match current.sets.get(name) {
+                None => difference.sets_added.push(name.clone()),
+                Some(old) if old != set => difference.sets_changed.push(name.clone()),
+                Some(_) => {}
+            }
+        }
+        difference.sets_removed = removed(current.sets.keys(), &desired.sets);
+        for (name, chain) in &desired.chains {
+            match current.chains.get(name) {
+                None => difference.chains_added.push(name.clone()),
+                Some(old) if old != chain => difference.chains_changed.push(name.clone()),
+                Some(_) => {}
+            }
+        }
+        difference.chains_removed = removed(current.chains.keys(), &desired.chains);
+        difference
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self == &Difference::default()
+    }
+
+    /// Chains whose rules this change rewrites: added, changed or removed.
+    pub fn touched_chains(&self) -> impl Iterator<Item = &String> {
+        self.chains_added
+            .iter()
+            .chain(&self.chains_changed)
+            .chain(&self.chains_removed)
+    }
+
+    /// One line per difference, for drift reports.
+    pub fn describe(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        let mut each = |what: &str, names: &[String]| {
+            lines.extend(names.iter().map(|n| format!("{what} {n}")));
+        };
+        each("missing set", &self.sets_added);
+        each("unexpected set", &self.sets_removed);
+        each("altered set", &self.sets_changed);
+        each("missing chain", &self.chains_added);
+        each("unexpected chain", &self.chains_removed);
+        each("altered chain", &self.chains_changed);
+        lines
+    }
+}
+
+fn removed<'a, V>(
+    current: impl Iterator<Item = &'a String>,
+    desired: &std::collections::BTreeMap<String, V>,
+) -> Vec<String> {
+    current
+        .filter(|name| !desired.contains_key(*name))
+        .cloned()
+        .collect()
+}
+
+/// Replaces the whole table in one transaction. `add` before `delete` makes the delete valid
+/// whether or not the table exists.
+pub fn full(desired: &Ruleset) -> Nftables<'static> {
+    let mut commands = vec![
+        NfCmd::Add(table_object()),
+        NfCmd::Delete(table_object()),
+        NfCmd::Add(table_object()),
+    ];
+    commands.extend(
+        desired
+            .sets
+            .iter()
+            .map(|(name, set)| NfCmd::Add(set_object(name, set))),
+    );
+    commands.extend(
+        desired
+            .chains
+            .iter()
+            .map(|(name, chain)| NfCmd::Add(chain_object(name, chain))),
+    );
+    for (name, chain) in &desired.chains {
+        commands.extend(chain.rules.iter().map(|r| NfCmd::Add(rule_object(name, r))));
+    }
+    batch(commands)
+}
+
+/// The smallest transaction from `current` to `desired`, or `None` when they are equal. Falls back
+/// to [`full`] when a base chain's hook changed or a set was altered in place, which only a hand
+/// edit does.
+pub fn incremental(current: &Ruleset, desired: &Ruleset) -> Option<Nftables<'static>> {
+    let difference = Difference::between(current, desired);
+    if difference.is_empty() {
+        return None;
+    }
+    let hook_changed = difference
+        .chains_changed
+        .iter()
+        .any(|name| current.chains[name].hook != desired.chains[name].hook);
+    if hook_changed || !difference.sets_changed.is_empty() {
+        return Some(full(desired));
+    }
+    let mut commands = vec![NfCmd::Add(table_object())];
+    // New sets and chains exist before any rule refers to them.
+    for name in &difference.sets_added {
+        commands.push(NfCmd::Add(set_object(name, &desired.sets[name])));
+    }
+    for name in &difference.chains_added {
+        commands.push(NfCmd::Add(chain_object(name, &desired.chains[name])));
+    }
+    // Changed and removed chains are emptied first, which drops their jumps and set references.
+    let emptied: BTreeSet<&String> = difference
+        .chains_changed
+        .iter()
+        .chain(&difference.chains_removed)
+        .collect();
+    for name in &emptied {
+        let chain = current
+            .chains
+            .get(*name)
+            .or_else(|| desired.chains.get(*name));
+        if let Some(chain) = chain {
+            let NfListObject::Chain(object) = chain_object(name, chain) else {
+                unreachable!("chain_object makes chains")
+            };
+            commands.push(NfCmd::Flush(FlushObject::Chain(object)));
+        }
+    }
+    for name in difference
+        .chains_added
+        .iter()
+        .chain(&difference.chains_changed)
+    {
+        commands.extend(
+            desired.chains[name]
+                .rules
+                .iter()
+                .map(|r| NfCmd::Add(rule_object(name, r))),
+        );
+    }
+    for name in &difference.chains_removed {
+        commands.push(NfCmd::Delete(chain_object(name, &current.chains[name])));
+    }
+    for name in &difference.sets_removed {
+        let identity = AddressSet {
+            family: current.sets[name].family,
+            ranges: Vec::new(),
+        };
+        commands.push(NfCmd::Delete(set_object(name, &identity)));
+    }
+    Some(batch(commands))
+}
+
+/// Whether `batch` replaces the whole table rather than changing parts of it.
+pub fn replaces_table(batch: &Nftables<'_>) -> bool {
+    batch.objects.iter().any(|object| {
+        matches!(
+            object,
+            NfObject::CmdObject(NfCmd::Delete(NfListObject::Table(_)))
+        )
+    })
+}
+
+/// Removes the table, for `enforce --remove`.
+pub fn remove() -> Nftables<'static> {
+    batch(vec![
+        NfCmd::Add(table_object()),
+        NfCmd::Delete(table_object()),
+    ])
+}
+
+fn batch(commands: Vec<NfCmd<'static>>) -> Nftables<'static> {
+    Nftables {
+        objects: Cow::Owned(commands.into_iter().map(NfObject::CmdObject).collect()),
+    }
+}

@@ -1,0 +1,736 @@
+//! Rendering resolved NIC policies as the content of OpenNSG's table.
+//!
+//! Layout (docs/semantics.md, K1–K6):
+//! - base chains `forward`, `input`, `output`: conntrack first (`established,related` accepted,
+//!   `invalid` dropped), then per bound interface a jump to the NIC's outbound chain (traffic
+//!   entering from it) and inbound chain (traffic leaving to it). A packet between two bound NICs
+//!   meets the sender's outbound chain and then the receiver's inbound chain.
+//! - `NIC-out`: DHCP, anti-spoofing, platform services, the stages (NIC NSG then subnet NSG), and
+//!   the SMTP block. `NIC-in`: anti-spoofing, then subnet NSG then NIC NSG.
+//! - one chain per stage, `NIC-DIR-LEVEL`, holding that NSG's rules in priority order: an allow
+//!   `return`s to the next stage, a deny drops.
+//! - every address side that is not `*` is a named interval set, named by its content and shared
+//!   by every rule and NIC that uses it (invariant 3).
+
+use crate::ruleset::{
+    address_element, counter, AddressFamily, AddressSet, ChainSpec, RuleSpec, Ruleset,
+};
+use ipnet::IpNet;
+use nftables::expr::{Expression, Meta, MetaKey, NamedExpression, Payload, PayloadField, SetItem};
+use nftables::stmt::{JumpTarget, Match, Operator, Statement};
+use nftables::types::NfHook;
+use nsg_model::rule::{Access, Ports, Protocol};
+use nsg_policy::evaluate::PlatformRule;
+use nsg_policy::resolve::{
+    Level, NicPolicy, PlatformService, ResolvedRule, SetArena, SetId, SideMatch, Stage,
+};
+use nsg_policy::settings::Settings;
+use nsg_tags::context;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::{Hash, Hasher};
+use std::net::IpAddr;
+
+/// A NIC and the local interface that carries its traffic.
+#[derive(Clone, Copy, Debug)]
+pub struct BoundNic<'a> {
+    pub policy: &'a NicPolicy,
+    pub interface: &'a str,
+}
+
+/// The table content and what a change to it must do beyond the table.
+#[derive(Clone, Debug, Default)]
+pub struct Rendered {
+    pub ruleset: Ruleset,
+    /// Stage chains of NSGs with `flushConnection`: when one changes, the connections of these
+    /// addresses are forgotten so that their next packets meet the new rules.
+    pub flush_on_change: BTreeMap<String, Vec<IpNet>>,
+}
+
+impl Rendered {
+    /// The addresses whose connections to forget when `changed` chains are rewritten.
+    pub fn addresses_to_flush<'a>(
+        &self,
+        changed: impl IntoIterator<Item = &'a String>,
+    ) -> Vec<IpNet> {
+        let mut addresses: Vec<IpNet> = changed
+            .into_iter()
+            .filter_map(|chain| self.flush_on_change.get(chain))
+            .flatten()
+            .copied()
+            .collect();
+        addresses.sort();
+        addresses.dedup();
+        addresses
+    }
+}
+
+/// `nft` limits comments to 128 bytes.
+const COMMENT_LIMIT: usize = 128;
+
+const PLATFORM_SERVICES: [PlatformService; 3] = [
+    PlatformService::Dns,
+    PlatformService::Imds,
+    PlatformService::Lkm,
+];
+
+/// Renders the policies of `nics` into one table.
+pub fn render(nics: &[BoundNic<'_>], sets: &SetArena, settings: &Settings) -> Rendered {
+    let mut renderer = Renderer {
+        arena: sets,
+        rendered: Rendered::default(),
+        set_names: HashMap::new(),
+    };
+    let labels = chain_labels(nics);
+    let mut forward = base_chain();
+    let mut input = base_chain();
+    let mut output = base_chain();
+    for rules in [&mut input.rules, &mut output.rules] {
+        rules.push(neighbour_discovery());
+    }
+    for (nic, label) in nics.iter().zip(&labels) {
+        let outbound = format!("{label}-out");
+        let inbound = format!("{label}-in");
+        let enter = interface_jump(MetaKey::Iifname, nic.interface, &outbound);
+        let leave = interface_jump(MetaKey::Oifname, nic.interface, &inbound);
+        forward.rules.push(enter.clone());
+        input.rules.push(enter);
+        output.rules.push(leave);
+        renderer.nic_chains(nic.policy, label, settings);
+    }
+    // Inbound jumps follow every outbound jump: a packet between two NICs leaves one first.
+    for (nic, label) in nics.iter().zip(&labels) {
+        let leave = interface_jump(MetaKey::Oifname, nic.interface, &format!("{label}-in"));
+        forward.rules.push(leave);
+    }
+    let chains = &mut renderer.rendered.ruleset.chains;
+    chains.insert(
+        "forward".into(),
+        ChainSpec {
+            hook: Some(NfHook::Forward),
+            ..forward
+        },
+    );
+    chains.insert(
+        "input".into(),
+        ChainSpec {
+            hook: Some(NfHook::Input),
+            ..input
+        },
+    );
+    chains.insert(
+        "output".into(),
+        ChainSpec {
+            hook: Some(NfHook::Output),
+            ..output
+        },
+    );
+    renderer.rendered
+}
+
+struct Renderer<'a> {
+    arena: &'a SetArena,
+    rendered: Rendered,
+    /// Each interned set's named sets, per family present.
+    set_names: HashMap<SetId, (Option<String>, Option<String>)>,
+}
+
+impl Renderer<'_> {
+    fn nic_chains(&mut self, policy: &NicPolicy, label: &str, settings: &Settings) {
+        let mut outbound = vec![dhcp()];
+        outbound.extend(anti_spoofing(policy, "saddr"));
+        for service in PLATFORM_SERVICES {
+            let named = policy
+                .outbound
+                .iter()
+                .any(|stage| stage.rules.iter().any(|r| considered_for(r, Some(service))));
+            let verdict = if named {
+                let chain = format!("{label}-out-{}", service_label(service));
+                self.stage_chains(policy, &policy.outbound, &chain, Some(service));
+                Statement::Goto(JumpTarget {
+                    target: chain.into(),
+                })
+            } else {
+                Statement::Return(None)
+            };
+            let comment = PlatformRule::AllowPlatform(service).reference();
+            for statements in platform_matches(service) {
+                outbound.push(rule(statements, verdict.clone(), comment.to_string()));
+            }
+        }
+        outbound.extend(self.stage_jumps(policy, &policy.outbound, &format!("{label}-out")));
+        if settings.subscription_type.blocks_smtp() {
+            for family in self.families(policy.internet) {
+                let statements = vec![
+                    self.side_match(policy.internet, family, "daddr"),
+                    port_match("tcp", "dport", &[(25, 25)]),
+                ];
+                let comment = PlatformRule::BlockOutboundSmtp.reference().to_string();
+                outbound.push(rule(statements, Statement::Drop(None), comment));
+            }
+        }
+        let mut inbound = anti_spoofing(policy, "daddr");
+        inbound.extend(self.stage_jumps(policy, &policy.inbound, &format!("{label}-in")));
+        let chains = &mut self.rendered.ruleset.chains;
+        chains.insert(
+            format!("{label}-out"),
+            ChainSpec {
+                hook: None,
+                rules: outbound,
+            },
+        );
+        chains.insert(
+            format!("{label}-in"),
+            ChainSpec {
+                hook: None,
+                rules: inbound,
+            },
+        );
+    }
+
+    /// Jumps from a NIC chain into one chain per stage, creating those chains.
+    fn stage_jumps(&mut self, policy: &NicPolicy, stages: &[Stage], prefix: &str) -> Vec<RuleSpec> {
+        self.stage_chains(policy, stages, prefix, None);
+        stages
+            .iter()
+            .map(|stage| RuleSpec {
+                statements: vec![Statement::Jump(JumpTarget {
+                    target: format!("{prefix}-{}", level_label(stage.level)).into(),
+                })],
+                comment: Some(limit_comment(format!(
+                    "{} NSG {}",
+                    stage.level.as_str(),
+                    stage.nsg.name()
+                ))),
+            })
+            .collect()
+    }
+
+    /// Creates `PREFIX-LEVEL` for each stage; with `platform`, a chain `PREFIX` that runs the
+    /// stages' rules naming that service's tag (reference §3.8).
+    fn stage_chains(
+        &mut self,
+        policy: &NicPolicy,
+        stages: &[Stage],
+        prefix: &str,
+        platform: Option<PlatformService>,
+    ) {
+        let mut jumps = Vec::new();
+        for stage in stages {
+            let name = format!("{prefix}-{}", level_label(stage.level));
+            let mut rules = Vec::new();
+            for resolved in stage.rules.iter().filter(|r| considered_for(r, platform)) {
+                rules.extend(self.security_rule(stage, resolved));
+            }
+            if stage.flush_connection {
+                self.rendered
+                    .flush_on_change
+                    .insert(name.clone(), policy.addresses.clone());
+            }
+            jumps.push(RuleSpec {
+                statements: vec![Statement::Jump(JumpTarget {
+                    target: name.clone().into(),
+                })],
+                comment: None,
+            });
+            self.rendered
+                .ruleset
+                .chains
+                .insert(name, ChainSpec { hook: None, rules });
+        }
+        if platform.is_some() {
+            self.rendered.ruleset.chains.insert(
+                prefix.to_string(),
+                ChainSpec {
+                    hook: None,
+                    rules: jumps,
+                },
+            );
+        }
+    }
+
+    /// One security rule as nft rules: one per address family and per protocol its match needs.
+    fn security_rule(&mut self, stage: &Stage, resolved: &ResolvedRule) -> Vec<RuleSpec> {
+        let comment = limit_comment(format!(
+            "{}/{} {} {}",
+            stage.nsg.name(),
+            resolved.reference(),
+            resolved.priority,
+            resolved.access.as_str()
+        ));
+        let verdict = match resolved.access {
+            Access::Allow => Statement::Return(None),
+            Access::Deny => Statement::Drop(None),
+        };
+        let sides = [(resolved.source, "saddr"), (resolved.destination, "daddr")];
+        let families: Vec<Option<AddressFamily>> =
+            if sides.iter().all(|(s, _)| *s == SideMatch::Any) {
+                vec![None]
+            } else {
+                [AddressFamily::V4, AddressFamily::V6]
+                    .into_iter()
+                    .filter(|&family| {
+                        sides.iter().all(|(side, _)| match side {
+                            SideMatch::Any => true,
+                            SideMatch::Set(id) => self.families(*id).contains(&family),
+                        })
+                    })
+                    .map(Some)
+                    .collect()
+            };
+        let mut rules = Vec::new();
+        for family in families {
+            let mut addresses = Vec::new();
+            if let Some(family) = family {
+                for (side, field) in sides {
+                    if let SideMatch::Set(id) = side {
+                        addresses.push(self.side_match(id, family, field));
+                    }
+                }
+            }
+            for protocol in protocol_matches(resolved, family) {
+                let mut statements = addresses.clone();
+                statements.extend(protocol);
+                rules.push(rule(statements, verdict.clone(), comment.clone()));
+            }
+        }
+        rules
+    }
+
+    /// The families in which interned set `id` has addresses.
+    fn families(&mut self, id: SetId) -> Vec<AddressFamily> {
+        let (v4, v6) = self.named_sets(id);
+        let mut families = Vec::new();
+        if v4.is_some() {
+            families.push(AddressFamily::V4);
+        }
+        if v6.is_some() {
+            families.push(AddressFamily::V6);
+        }
+        families
+    }
+
+    /// `ip saddr @NAME` and the like, for the named set of `id` in `family`.
+    fn side_match(&mut self, id: SetId, family: AddressFamily, field: &str) -> Statement<'static> {
+        let (v4, v6) = self.named_sets(id);
+        let name = match family {
+            AddressFamily::V4 => v4,
+            AddressFamily::V6 => v6,
+        }
+        .expect("callers ask only for families the set has");
+        equals(
+            payload(family.payload_protocol(), field),
+            Expression::String(format!("@{name}").into()),
+        )
+    }
+
+    /// The named sets holding interned set `id`, created on first use.
+    fn named_sets(&mut self, id: SetId) -> (Option<String>, Option<String>) {
+        if let Some(names) = self.set_names.get(&id) {
+            return names.clone();
+        }
+        let prefixes = self.arena.get(id);
+        let v4: Vec<(u128, u128)> = prefixes
+            .v4_ranges()
+            .iter()
+            .map(|&(low, high)| (u128::from(low), u128::from(high)))
+            .collect();
+        let v6 = prefixes.v6_ranges().to_vec();
+        let names = (
+            self.add_set(AddressFamily::V4, v4),
+            self.add_set(AddressFamily::V6, v6),
+        );
+        self.set_names.insert(id, names.clone());
+        names
+    }
+
+    fn add_set(&mut self, family: AddressFamily, ranges: Vec<(u128, u128)>) -> Option<String> {
+        if ranges.is_empty() {
+            return None;
+        }
+        let set = AddressSet { family, ranges };
+        let prefix = match family {
+            AddressFamily::V4 => "v4",
+            AddressFamily::V6 => "v6",
+        };
+        let mut hasher = rustc_hash::FxHasher::default();
+        set.hash(&mut hasher);
+        let mut name = format!("{prefix}-{:016x}", hasher.finish());
+        let sets = &mut self.rendered.ruleset.sets;
+        // Names are content; a hash collision between different contents gets a suffix.
+        let mut suffix = 1;
+        while sets.get(&name).is_some_and(|existing| existing != &set) {
+            suffix += 1;
+            name = format!("{prefix}-{:016x}-{suffix}", hasher.finish());
+        }
+        sets.insert(name.clone(), set);
+        Some(name)
+    }
+}
+
+/// Whether `rule` takes part in a stage evaluated for `platform` traffic (or ordinary traffic).
+fn considered_for(rule: &ResolvedRule, platform: Option<PlatformService>) -> bool {
+    rule.applies && (platform.is_none() || rule.platform_tag == platform)
+}
+
+/// Short chain labels from NIC names, made unique in order.
+fn chain_labels(nics: &[BoundNic<'_>]) -> Vec<String> {
+    let mut used = HashSet::new();
+    nics.iter()
+        .map(|nic| {
+            let base: String = nic
+                .policy
+                .nic
+                .name()
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || "_.-".contains(c) {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .take(64)
+                .collect();
+            let mut label = base.clone();
+            let mut n = 1;
+            while !used.insert(label.to_ascii_lowercase()) {
+                n += 1;
+                label = format!("{base}_{n}");
+            }
+            label
+        })
+        .collect()
+}
+
+fn level_label(level: Level) -> &'static str {
+    match level {
+        Level::Subnet => "subnet",
+        Level::NetworkInterface => "nic",
+    }
+}
+
+fn service_label(service: PlatformService) -> &'static str {
+    match service {
+        PlatformService::Dns => "dns",
+        PlatformService::Imds => "imds",
+        PlatformService::Lkm => "lkm",
+    }
+}
+
+fn base_chain() -> ChainSpec {
+    ChainSpec {
+        hook: None,
+        rules: vec![
+            RuleSpec {
+                statements: vec![
+                    ct_state(&["established", "related"]),
+                    Statement::Accept(None),
+                ],
+                comment: Some("flow records: return traffic and existing connections".into()),
+            },
+            RuleSpec {
+                statements: vec![ct_state(&["invalid"]), Statement::Drop(None)],
+                comment: None,
+            },
+        ],
+    }
+}
+
+fn ct_state(states: &[&str]) -> Statement<'static> {
+    let left = Expression::Named(NamedExpression::CT(nftables::expr::CT {
+        key: "state".into(),
+        family: None,
+        dir: None,
+    }));
+    let right = match states {
+        [one] => Expression::String(one.to_string().into()),
+        many => Expression::List(
+            many.iter()
+                .map(|s| Expression::String(s.to_string().into()))
+                .collect(),
+        ),
+    };
+    Statement::Match(Match {
+        left,
+        right,
+        op: Operator::IN,
+    })
+}
+
+/// IPv6 neighbour and router discovery between a VM and its host is link plumbing, like ARP,
+/// which NSGs do not filter either.
+fn neighbour_discovery() -> RuleSpec {
+    let types = [
+        "nd-router-solicit",
+        "nd-router-advert",
+        "nd-neighbor-solicit",
+        "nd-neighbor-advert",
+    ];
+    RuleSpec {
+        statements: vec![
+            equals(
+                payload("icmpv6", "type"),
+                anonymous_set(
+                    types
+                        .iter()
+                        .map(|t| Expression::String(t.to_string().into()))
+                        .collect(),
+                ),
+            ),
+            Statement::Accept(None),
+        ],
+        comment: Some("IPv6 neighbour discovery".into()),
+    }
+}
+
+fn interface_jump(key: MetaKey, interface: &str, chain: &str) -> RuleSpec {
+    RuleSpec {
+        statements: vec![
+            equals(
+                Expression::Named(NamedExpression::Meta(Meta { key })),
+                Expression::String(interface.to_string().into()),
+            ),
+            Statement::Jump(JumpTarget {
+                target: chain.to_string().into(),
+            }),
+        ],
+        comment: None,
+    }
+}
+
+/// DHCP with the host: always allowed, no rule can deny it (reference §3.8).
+fn dhcp() -> RuleSpec {
+    let servers = [
+        IpAddr::V4(context::HOST_VIP),
+        IpAddr::V4(std::net::Ipv4Addr::BROADCAST),
+    ];
+    rule(
+        vec![
+            port_match("udp", "dport", &[(67, 67)]),
+            equals(payload("ip", "daddr"), addresses(&servers)),
+        ],
+        Statement::Return(None),
+        PlatformRule::AllowDhcp.reference().to_string(),
+    )
+}
+
+/// Packets whose NIC-side address is not the NIC's are dropped, as Azure does for NICs without IP
+/// forwarding.
+fn anti_spoofing(policy: &NicPolicy, field: &str) -> Vec<RuleSpec> {
+    let mut rules = Vec::new();
+    for family in [AddressFamily::V4, AddressFamily::V6] {
+        let own: Vec<IpAddr> = policy
+            .addresses
+            .iter()
+            .filter(|net| {
+                matches!(
+                    (net, family),
+                    (IpNet::V4(_), AddressFamily::V4) | (IpNet::V6(_), AddressFamily::V6)
+                )
+            })
+            .map(IpNet::addr)
+            .collect();
+        let statement = if own.is_empty() {
+            equals(
+                Expression::Named(NamedExpression::Meta(Meta {
+                    key: MetaKey::Nfproto,
+                })),
+                Expression::String(match family {
+                    AddressFamily::V4 => "ipv4".into(),
+                    AddressFamily::V6 => "ipv6".into(),
+                }),
+            )
+        } else {
+            Statement::Match(Match {
+                left: payload(family.payload_protocol(), field),
+                right: addresses(&own),
+                op: Operator::NEQ,
+            })
+        };
+        rules.push(rule(
+            vec![statement],
+            Statement::Drop(None),
+            "address is not the NIC's".to_string(),
+        ));
+    }
+    rules
+}
+
+/// The matches that recognise traffic to a platform service (reference §3.8).
+fn platform_matches(service: PlatformService) -> Vec<Vec<Statement<'static>>> {
+    let to = |servers: &[std::net::Ipv4Addr]| {
+        let servers: Vec<IpAddr> = servers.iter().copied().map(IpAddr::V4).collect();
+        equals(payload("ip", "daddr"), addresses(&servers))
+    };
+    match service {
+        PlatformService::Dns => ["tcp", "udp"]
+            .iter()
+            .map(|p| {
+                vec![
+                    to(&[context::HOST_VIP]),
+                    port_match(p, "dport", &[(53, 53)]),
+                ]
+            })
+            .collect(),
+        PlatformService::Imds => vec![vec![
+            to(&[context::IMDS]),
+            port_match("tcp", "dport", &[(80, 80)]),
+        ]],
+        PlatformService::Lkm => vec![vec![
+            to(&context::KMS_ADDRESSES),
+            port_match("tcp", "dport", &[(1688, 1688)]),
+        ]],
+    }
+}
+
+/// The protocol and port matches of a rule, one list per nft rule it needs.
+fn protocol_matches(
+    rule: &ResolvedRule,
+    family: Option<AddressFamily>,
+) -> Vec<Vec<Statement<'static>>> {
+    let ports = |protocol: &str| {
+        let mut statements = Vec::new();
+        for (ports, field) in [
+            (&rule.source_ports, "sport"),
+            (&rule.destination_ports, "dport"),
+        ] {
+            if !ports.is_full() {
+                statements.push(port_match(protocol, field, &port_ranges(ports)));
+            }
+        }
+        if statements.is_empty() {
+            statements.push(l4proto(protocol));
+        }
+        statements
+    };
+    let with_ports = rule.protocol == Protocol::Any
+        && !(rule.source_ports.is_full() && rule.destination_ports.is_full());
+    match rule.protocol {
+        // `*` with ports matches only TCP and UDP; `*` with all ports matches everything.
+        Protocol::Any if with_ports => vec![ports("tcp"), ports("udp")],
+        Protocol::Any => vec![Vec::new()],
+        Protocol::Tcp => vec![ports("tcp")],
+        Protocol::Udp => vec![ports("udp")],
+        Protocol::Icmp => {
+            let mut variants = Vec::new();
+            if family != Some(AddressFamily::V6) {
+                variants.push(vec![l4proto("icmp")]);
+            }
+            if family != Some(AddressFamily::V4) {
+                variants.push(vec![l4proto("ipv6-icmp")]);
+            }
+            variants
+        }
+        Protocol::Esp => vec![vec![l4proto("esp")]],
+        Protocol::Ah => vec![vec![l4proto("ah")]],
+    }
+}
+
+/// A rule's port ranges, sorted and merged: nft refuses overlapping intervals.
+fn port_ranges(ports: &Ports) -> Vec<(u16, u16)> {
+    let Ports::Ranges { ranges, .. } = ports else {
+        return vec![(0, u16::MAX)];
+    };
+    let wide: Vec<(u128, u128)> = ranges
+        .iter()
+        .map(|r| (u128::from(r.low), u128::from(r.high)))
+        .collect();
+    crate::ruleset::merge_ranges(wide)
+        .into_iter()
+        .map(|(low, high)| (low as u16, high as u16))
+        .collect()
+}
+
+fn port_match(protocol: &str, field: &str, ranges: &[(u16, u16)]) -> Statement<'static> {
+    let item = |&(low, high): &(u16, u16)| {
+        if low == high {
+            Expression::Number(u32::from(low))
+        } else {
+            Expression::Range(Box::new(nftables::expr::Range {
+                range: [
+                    Expression::Number(u32::from(low)),
+                    Expression::Number(u32::from(high)),
+                ],
+            }))
+        }
+    };
+    let right = match ranges {
+        [one] => item(one),
+        many => anonymous_set(many.iter().map(item).collect()),
+    };
+    equals(payload(protocol, field), right)
+}
+
+fn l4proto(protocol: &str) -> Statement<'static> {
+    equals(
+        Expression::Named(NamedExpression::Meta(Meta {
+            key: MetaKey::L4proto,
+        })),
+        Expression::String(protocol.to_string().into()),
+    )
+}
+
+/// A literal address or an anonymous set of them, as `nft` lists it (sorted).
+fn addresses(list: &[IpAddr]) -> Expression<'static> {
+    let mut list = list.to_vec();
+    list.sort();
+    let element = |ip: &IpAddr| {
+        let (family, value) = match ip {
+            IpAddr::V4(a) => (AddressFamily::V4, u128::from(u32::from(*a))),
+            IpAddr::V6(a) => (AddressFamily::V6, u128::from(*a)),
+        };
+        address_element(family, value, value)
+    };
+    match list.as_slice() {
+        [one] => element(one),
+        many => anonymous_set(many.iter().map(element).collect()),
+    }
+}
+
+fn anonymous_set(items: Vec<Expression<'static>>) -> Expression<'static> {
+    Expression::Named(NamedExpression::Set(
+        items.into_iter().map(SetItem::Element).collect(),
+    ))
+}
+
+fn payload(protocol: &str, field: &str) -> Expression<'static> {
+    Expression::Named(NamedExpression::Payload(Payload::PayloadField(
+        PayloadField {
+            protocol: protocol.to_string().into(),
+            field: field.to_string().into(),
+        },
+    )))
+}
+
+fn equals(left: Expression<'static>, right: Expression<'static>) -> Statement<'static> {
+    Statement::Match(Match {
+        left,
+        right,
+        op: Operator::EQ,
+    })
+}
+
+/// A rule with a counter, a verdict and a comment.
+fn rule(
+    mut statements: Vec<Statement<'static>>,
+    verdict: Statement<'static>,
+    comment: String,
+) -> RuleSpec {
+    statements.push(counter());
+    statements.push(verdict);
+    RuleSpec {
+        statements,
+        comment: Some(limit_comment(comment)),
+    }
+}
+
+fn limit_comment(mut comment: String) -> String {
+    if comment.len() > COMMENT_LIMIT {
+        let mut end = COMMENT_LIMIT;
+        while !comment.is_char_boundary(end) {
+            end -= 1;
+        }
+        comment.truncate(end);
+    }
+    comment
+}

@@ -1,0 +1,308 @@
+//! `opennsg enforce`: binds NICs to local interfaces and keeps the kernel's nftables table equal
+//! to their policies, from environment files or by following an `opennsg serve` instance.
+
+use crate::query::find_nic;
+use anyhow::{anyhow, bail, Context, Result};
+use nsg_model::model::Model;
+use nsg_model::Environment;
+use nsg_nft::{BoundNic, Enforcer, Rendered};
+use nsg_policy::resolve::Resolver;
+use nsg_policy::settings::Settings;
+use nsg_tags::Catalog;
+use serde_json::Value;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// How NICs find their interfaces.
+#[derive(Clone, Debug, Default)]
+pub struct Binding {
+    /// `NIC=IFNAME`: the NIC by name or id (or a one-NIC VM), the interface by name.
+    pub explicit: Vec<(String, String)>,
+    /// Also bind every NIC whose `macAddress` is the MAC of a local interface (see
+    /// [`mac_matches`]).
+    pub by_mac: bool,
+}
+
+/// Parses `NIC=IFNAME`.
+pub fn parse_binding(text: &str) -> Result<(String, String), String> {
+    let (nic, interface) = text
+        .rsplit_once('=')
+        .ok_or_else(|| format!("{text}: expected NIC=IFNAME"))?;
+    if nic.is_empty() || interface.is_empty() || interface.len() > 15 {
+        return Err(format!(
+            "{text}: expected NIC=IFNAME with an interface name of 1–15 characters"
+        ));
+    }
+    Ok((nic.to_string(), interface.to_string()))
+}
+
+/// The interfaces of this namespace and their MAC addresses, from sysfs.
+pub fn local_interfaces() -> Result<Vec<(String, String)>> {
+    let mut interfaces = Vec::new();
+    for entry in std::fs::read_dir("/sys/class/net").context("listing /sys/class/net")? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let mac = std::fs::read_to_string(entry.path().join("address")).unwrap_or_default();
+        interfaces.push((name, mac.trim().to_string()));
+    }
+    interfaces.sort();
+    Ok(interfaces)
+}
+
+/// Whether interface MAC `local` belongs to a NIC with Azure MAC `azure` (`00-0D-3A-…`): the same
+/// address, or the same with the first octet `fe`, as libvirt gives a guest's tap device.
+pub fn mac_matches(azure: &str, local: &str) -> bool {
+    let octets = |text: &str| -> Option<Vec<u8>> {
+        let parts: Vec<&str> = text.split([':', '-']).collect();
+        if parts.len() != 6 {
+            return None;
+        }
+        parts
+            .iter()
+            .map(|p| u8::from_str_radix(p, 16).ok())
+            .collect()
+    };
+    let (Some(nic), Some(interface)) = (octets(azure), octets(local)) else {
+        return false;
+    };
+    nic == interface || (interface[0] == 0xfe && nic[1..] == interface[1..])
+}
+
+/// Resolves the bound NICs of `model` and renders their table.
+pub fn render_model(
+    model: &Model,
+    catalog: &Catalog,
+    settings: Settings,
+    binding: &Binding,
+    interfaces: &[(String, String)],
+) -> Result<Rendered> {
+    let mut bound: Vec<(usize, String)> = Vec::new();
+    for (query, interface) in &binding.explicit {
+        let nic = find_nic(model, query).with_context(|| format!("--bind {query}={interface}"))?;
+        let index = model
+            .network_interfaces
+            .iter()
+            .position(|n| n.id == nic.id)
+            .expect("find_nic returns a NIC of the model");
+        bound.push((index, interface.clone()));
+    }
+    if binding.by_mac {
+        for (index, nic) in model.network_interfaces.iter().enumerate() {
+            let Some(mac) = &nic.mac_address else {
+                continue;
+            };
+            if bound.iter().any(|(i, _)| *i == index) {
+                continue;
+            }
+            if let Some((name, _)) = interfaces.iter().find(|(_, local)| mac_matches(mac, local)) {
+                bound.push((index, name.clone()));
+            }
+        }
+    }
+    for (i, (_, interface)) in bound.iter().enumerate() {
+        if bound[..i].iter().any(|(_, other)| other == interface) {
+            bail!("interface {interface} is bound to two network interfaces");
+        }
+    }
+    let mut resolver = Resolver::new(model, catalog, settings);
+    let mut policies = Vec::with_capacity(bound.len());
+    for (index, _) in &bound {
+        let nic = &model.network_interfaces[*index];
+        policies.push(
+            resolver
+                .resolve(nic)
+                .with_context(|| format!("resolving network interface {}", nic.id))?,
+        );
+    }
+    let nics: Vec<BoundNic<'_>> = policies
+        .iter()
+        .zip(&bound)
+        .map(|(policy, (_, interface))| BoundNic { policy, interface })
+        .collect();
+    Ok(nsg_nft::render(&nics, &resolver.sets, resolver.settings()))
+}
+
+/// Following an `opennsg serve` instance.
+pub struct Watch {
+    /// Base URL, e.g. `http://127.0.0.1:8080`.
+    pub url: String,
+    pub token: String,
+    /// How often to poll the server and check the kernel's table for drift.
+    pub interval: Duration,
+}
+
+/// The resource types a policy is made of, listed per subscription.
+const WATCHED_TYPES: [&str; 5] = [
+    "Microsoft.Network/networkSecurityGroups",
+    "Microsoft.Network/applicationSecurityGroups",
+    "Microsoft.Network/virtualNetworks",
+    "Microsoft.Network/networkInterfaces",
+    "Microsoft.Compute/virtualMachines",
+];
+const API_VERSION: &str = "2024-05-01";
+
+impl Watch {
+    fn get(&self, agent: &ureq::Agent, url: &str) -> Result<Value> {
+        let mut response = agent
+            .get(url)
+            .header("Authorization", &format!("Bearer {}", self.token))
+            .call()
+            .with_context(|| format!("GET {url}"))?;
+        response
+            .body_mut()
+            .read_json::<Value>()
+            .with_context(|| format!("GET {url}: the body is not JSON"))
+    }
+
+    /// Every resource of every subscription the server lists, as one environment document.
+    pub fn fetch(&self, agent: &ureq::Agent) -> Result<Vec<Value>> {
+        let base = self.url.trim_end_matches('/');
+        let subscriptions = self.get(
+            agent,
+            &format!("{base}/subscriptions?api-version={API_VERSION}"),
+        )?;
+        let mut resources = Vec::new();
+        for subscription in list_items(&subscriptions)? {
+            let id = subscription["subscriptionId"]
+                .as_str()
+                .ok_or_else(|| anyhow!("a subscription without subscriptionId"))?;
+            for kind in WATCHED_TYPES {
+                let mut next = Some(format!(
+                    "{base}/subscriptions/{id}/providers/{kind}?api-version={API_VERSION}"
+                ));
+                while let Some(url) = next.take() {
+                    let page = self.get(agent, &url)?;
+                    resources.extend(list_items(&page)?.iter().cloned());
+                    next = page["nextLink"].as_str().map(str::to_string);
+                }
+            }
+        }
+        Ok(resources)
+    }
+}
+
+fn list_items(page: &Value) -> Result<&Vec<Value>> {
+    page["value"]
+        .as_array()
+        .ok_or_else(|| anyhow!("a list response without a value array"))
+}
+
+/// Loads and validates an environment given as resources.
+fn model_of(env: &Environment, catalog: &Catalog) -> Result<Model> {
+    Ok(crate::inputs::validate(env, catalog)?)
+}
+
+/// Applies once, reporting what changed on stderr.
+pub fn apply_once(enforcer: &mut Enforcer, rendered: Rendered) -> Result<()> {
+    let started = Instant::now();
+    let rules = rendered.ruleset.rule_count();
+    let sets = rendered.ruleset.sets.len();
+    let elements = rendered.ruleset.set_element_count();
+    let applied = enforcer.apply(rendered)?;
+    let difference = &applied.difference;
+    eprintln!(
+        "opennsg: applied {rules} rules and {sets} sets ({elements} elements) in {:.1} ms: {}; \
+         chains +{} ~{} -{}, sets +{} -{}",
+        started.elapsed().as_secs_f64() * 1e3,
+        if applied.replaced_table {
+            "table replaced"
+        } else {
+            "changed in place"
+        },
+        difference.chains_added.len(),
+        difference.chains_changed.len(),
+        difference.chains_removed.len(),
+        difference.sets_added.len(),
+        difference.sets_removed.len(),
+    );
+    if !applied.forgotten.is_empty() {
+        let addresses: Vec<String> = applied
+            .forgotten
+            .iter()
+            .map(|a| a.addr().to_string())
+            .collect();
+        eprintln!(
+            "opennsg: flushConnection: forgot the connections of {}",
+            addresses.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// Follows `watch` until `stop` returns true: re-renders and applies when the server's resources
+/// change, and repairs drift of the kernel's table at every interval.
+pub fn follow(
+    watch: &Watch,
+    catalog: &Catalog,
+    settings: Settings,
+    binding: &Binding,
+    enforcer: &mut Enforcer,
+    mut stop: impl FnMut() -> bool,
+) -> Result<()> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into();
+    let mut last: Option<Vec<Value>> = None;
+    while !stop() {
+        match watch.fetch(&agent) {
+            Ok(resources) if last.as_ref() != Some(&resources) => {
+                let mut env = Environment::new();
+                env.add_value(&watch.url, Value::Array(resources.clone()))?;
+                let interfaces = local_interfaces()?;
+                let rendered = model_of(&env, catalog).and_then(|model| {
+                    render_model(&model, catalog, settings, binding, &interfaces)
+                });
+                match rendered {
+                    Ok(rendered) => {
+                        apply_once(enforcer, rendered)?;
+                        last = Some(resources);
+                    }
+                    // The previous policy stays in force (invariant 4).
+                    Err(error) => eprintln!("opennsg: not applied: {error:#}"),
+                }
+            }
+            Ok(_) => {
+                let drift = enforcer.reconcile()?;
+                for line in drift.describe() {
+                    eprintln!("opennsg: drift repaired: {line}");
+                }
+            }
+            Err(error) => eprintln!("opennsg: {error:#}"),
+        }
+        std::thread::sleep(watch.interval);
+    }
+    Ok(())
+}
+
+/// Loads environment files into a model.
+pub fn load_files(files: &[impl AsRef<Path>], catalog: &Catalog) -> Result<Model> {
+    let env = crate::inputs::load_environment(files)?;
+    for ignored in &env.ignored {
+        eprintln!("opennsg: note: ignoring {ignored}");
+    }
+    model_of(&env, catalog)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn macs_match_exactly_or_as_libvirt_taps() {
+        assert!(mac_matches("00-0D-3A-12-34-56", "00:0d:3a:12:34:56"));
+        assert!(mac_matches("00-0D-3A-12-34-56", "fe:0d:3a:12:34:56"));
+        assert!(!mac_matches("00-0D-3A-12-34-56", "00:0d:3a:12:34:57"));
+        assert!(!mac_matches("garbage", "00:0d:3a:12:34:56"));
+    }
+
+    #[test]
+    fn bindings_parse_or_say_what_is_expected() {
+        assert_eq!(
+            parse_binding("VM1=vm1").unwrap(),
+            ("VM1".to_string(), "vm1".to_string())
+        );
+        assert!(parse_binding("VM1").unwrap_err().contains("NIC=IFNAME"));
+        assert!(parse_binding("VM1=much-too-long-name").is_err());
+    }
+}
