@@ -29,6 +29,7 @@
 //! stops when its owner is dropped.
 
 mod error;
+mod http;
 mod lab;
 mod netns;
 pub mod packet;
@@ -38,6 +39,7 @@ mod tcp;
 mod udp;
 
 pub use error::LabError;
+pub use http::{http_request, HttpResponse};
 pub use lab::{GuestSide, Lab, RouterSide, GATEWAY_V4, GATEWAY_V6};
 pub use netns::{in_namespace, Netns};
 pub use packet::FiveTuple;

@@ -459,3 +459,159 @@ fn every_fixture_lists_back_as_rendered() {
     }
     assert!(checked >= 10, "only {checked} fixtures were enforced");
 }
+
+/// A child process killed when the test ends, however it ends.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Polls `condition` every 100 ms for at most `limit`.
+fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if condition() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn enforce_follows_a_server_and_repairs_drift() {
+    const TOKEN: &str = "watch-test-token";
+    const PORT: u16 = 18080;
+    let topology = Topology::new(&[("vm2", "10.0.1.5", None), ("inet", "203.0.113.10", None)]);
+    let vm2 = topology.host("vm2");
+    // One HTTP echo server for the whole test: new connections and the long-lived one.
+    let _http = EchoServer::start(&vm2.ns, SocketAddr::new(vm2.address, 80)).expect("echo");
+    let http_allowed = || topology.tcp_to_running("inet", "vm2", 80).is_ok();
+    let data = topology.dir.path().join("store");
+    let spawn = |args: &[&str]| {
+        let child = std::process::Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                topology.router.name(),
+                env!("CARGO_BIN_EXE_opennsg"),
+            ])
+            .args(args)
+            .env("OPENNSG_TOKEN", TOKEN)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("opennsg starts");
+        Child(child)
+    };
+    let listen = format!("127.0.0.1:{PORT}");
+    let _server = spawn(&[
+        "serve",
+        "--listen",
+        &listen,
+        "--data",
+        data.to_str().expect("utf-8"),
+        "--subscription",
+        "00000000-0000-0000-0000-000000000001",
+    ]);
+    let server = SocketAddr::new(ip("127.0.0.1"), PORT);
+    let call = |method: &str, path: &str, body: &str| {
+        let stream = tcp_connect(&topology.router, None, server, Duration::from_secs(5))?;
+        let separator = if path.contains('?') { '&' } else { '?' };
+        let path = format!("{path}{separator}api-version=2024-05-01");
+        nsg_netlab::http_request(stream, method, &path, TOKEN, body, Duration::from_secs(10))
+    };
+    assert!(
+        eventually(Duration::from_secs(20), || call(
+            "GET",
+            "/subscriptions",
+            ""
+        )
+        .is_ok()),
+        "the server did not start"
+    );
+    // The seed's resources, referenced ones first.
+    let env = load("seed-vms-http.json");
+    let order = [
+        "networkSecurityGroups",
+        "virtualNetworks",
+        "networkInterfaces",
+        "virtualMachines",
+    ];
+    for kind in order {
+        for resource in env.as_array().expect("array").iter().filter(|r| {
+            r["type"]
+                .as_str()
+                .is_some_and(|t| t.ends_with(&format!("/{kind}")))
+        }) {
+            let id = resource["id"].as_str().expect("id");
+            let response = call("PUT", id, &resource.to_string()).expect("PUT");
+            assert!(
+                response.status < 300,
+                "PUT {id}: {} {}",
+                response.status,
+                response.body
+            );
+        }
+    }
+    let _enforcer = spawn(&[
+        "enforce",
+        "--watch",
+        &format!("http://{listen}"),
+        "--bind",
+        "vm2-nic=vm2",
+        "--interval",
+        "0.2",
+    ]);
+    // Before the first apply everything passes; the policy shows when port 22 closes.
+    assert!(
+        eventually(Duration::from_secs(20), || !topology.tcp("inet", "vm2", 22)),
+        "the server's policy was enforced"
+    );
+    assert!(http_allowed(), "and it allows HTTP from the internet");
+
+    let mut long_lived = topology
+        .tcp_to_running("inet", "vm2", 80)
+        .expect("allowed connection");
+    let rule = "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg1/providers/\
+                Microsoft.Network/networkSecurityGroups/NSG1/securityRules/Allow-HTTP-Internet";
+    let deleted = call("DELETE", rule, "").expect("DELETE");
+    assert!(deleted.status < 300, "{deleted:?}");
+    assert!(
+        eventually(Duration::from_secs(20), || !http_allowed()),
+        "the deletion reached the kernel"
+    );
+    assert_eq!(
+        echo_roundtrip(&mut long_lived, b"kept\n").expect("still open"),
+        b"kept\n"
+    );
+
+    // A hand edit that opens everything is repaired at the next interval.
+    topology
+        .router
+        .exec_checked(
+            "nft",
+            ["flush", "chain", "inet", "opennsg", "vm2-nic-in-subnet"],
+        )
+        .expect("hand edit");
+    assert!(
+        eventually(Duration::from_secs(20), || {
+            let listing = topology
+                .router
+                .exec(
+                    "nft",
+                    ["list", "chain", "inet", "opennsg", "vm2-nic-in-subnet"],
+                )
+                .expect("nft list");
+            String::from_utf8_lossy(&listing.stdout).contains("DenyAllInBound")
+        }),
+        "the drift was repaired"
+    );
+    assert!(!topology.tcp("inet", "vm2", 22));
+}

@@ -40,29 +40,13 @@ fn start(data: &std::path::Path, port: u16) -> Server {
     Server(child)
 }
 
-/// A minimal HTTP/1.1 exchange: returns (status, body).
+/// One request over real HTTP: returns (status, body).
 fn http(port: u16, method: &str, path: &str, token: &str, body: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response
-        .get(9..12)
-        .and_then(|s| s.parse().ok())
-        .expect("an HTTP status line");
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
+    let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let response =
+        nsg_netlab::http_request(stream, method, path, token, body, Duration::from_secs(10))
+            .unwrap();
+    (response.status, response.body)
 }
 
 #[test]
