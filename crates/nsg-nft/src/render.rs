@@ -64,6 +64,63 @@ impl Rendered {
     }
 }
 
+/// Stages with more rules than this are cut into blocks (see `insert_stage_chain`).
+const UNCUT_STAGE_MAX: usize = 64;
+/// At most this many blocks per stage: each is one level of jump nesting, and the kernel
+/// allows 16 levels in all (the base, NIC and platform chains take three).
+const BLOCKS_MAX: usize = 10;
+
+/// Cuts `rules` into at most [`BLOCKS_MAX`] blocks at content-defined points.
+fn content_defined_blocks(rules: Vec<RuleSpec>) -> Vec<Vec<RuleSpec>> {
+    let hashes: Vec<u64> = rules.iter().map(rule_hash).collect();
+    let (_, ends) = block_ends(&hashes);
+    let mut rules = rules.into_iter();
+    let mut start = 0;
+    ends.into_iter()
+        .map(|end| {
+            let block = rules.by_ref().take(end - start).collect();
+            start = end;
+            block
+        })
+        .collect()
+}
+
+/// Where blocks end, and their average length: a block ends after a rule whose hash has its
+/// low bits clear, so about every `average` rules (at least a quarter, at most twice that).
+/// `average` is the smallest power of two that keeps within [`BLOCKS_MAX`] blocks.
+fn block_ends(hashes: &[u64]) -> (usize, Vec<usize>) {
+    let mut average = (hashes.len() / BLOCKS_MAX).next_power_of_two().max(16);
+    loop {
+        let mask = average as u64 - 1;
+        let mut ends = Vec::new();
+        let mut start = 0;
+        for (i, hash) in hashes.iter().enumerate() {
+            let length = i + 1 - start;
+            if (hash & mask == 0 && length >= average / 4) || length >= average * 2 {
+                ends.push(i + 1);
+                start = i + 1;
+            }
+        }
+        if start < hashes.len() {
+            ends.push(hashes.len());
+        }
+        if ends.len() <= BLOCKS_MAX {
+            return (average, ends);
+        }
+        average *= 2;
+    }
+}
+
+/// A stable hash of a rule's content.
+fn rule_hash(rule: &RuleSpec) -> u64 {
+    let mut hasher = rustc_hash::FxHasher::default();
+    serde_json::to_string(&rule.statements)
+        .expect("statements serialise")
+        .hash(&mut hasher);
+    rule.comment.hash(&mut hasher);
+    hasher.finish()
+}
+
 /// `nft` limits comments to 128 bytes.
 const COMMENT_LIMIT: usize = 128;
 
@@ -221,21 +278,19 @@ impl Renderer<'_> {
             for resolved in stage.rules.iter().filter(|r| considered_for(r, platform)) {
                 rules.extend(self.security_rule(stage, resolved));
             }
-            if stage.flush_connection {
-                self.rendered
-                    .flush_on_change
-                    .insert(name.clone(), policy.addresses.clone());
-            }
             jumps.push(RuleSpec {
                 statements: vec![Statement::Jump(JumpTarget {
                     target: name.clone().into(),
                 })],
                 comment: None,
             });
-            self.rendered
-                .ruleset
-                .chains
-                .insert(name, ChainSpec { hook: None, rules });
+            for chain in self.insert_stage_chain(name, rules) {
+                if stage.flush_connection {
+                    self.rendered
+                        .flush_on_change
+                        .insert(chain, policy.addresses.clone());
+                }
+            }
         }
         if platform.is_some() {
             self.rendered.ruleset.chains.insert(
@@ -246,6 +301,51 @@ impl Renderer<'_> {
                 },
             );
         }
+    }
+
+    /// Inserts stage chain `name` holding `rules`; returns the names of the chains created.
+    ///
+    /// A long stage is cut into blocks, each ending with a jump to the next, so that changing
+    /// one rule rewrites one block instead of the whole stage: the kernel's cost is per rule
+    /// written. An allow `return`s through the nested jumps (each jump is its block's last
+    /// rule), so it still leaves the whole stage. Cuts depend on the rules' content and later
+    /// blocks are named after their first rule, so an insertion or deletion moves no other block.
+    fn insert_stage_chain(&mut self, name: String, rules: Vec<RuleSpec>) -> Vec<String> {
+        let chains = &mut self.rendered.ruleset.chains;
+        if rules.len() <= UNCUT_STAGE_MAX {
+            chains.insert(name.clone(), ChainSpec { hook: None, rules });
+            return vec![name];
+        }
+        let blocks = content_defined_blocks(rules);
+        let mut names = vec![name.clone()];
+        for block in &blocks[1..] {
+            let base = format!("{name}.{:08x}", rule_hash(&block[0]) as u32);
+            let mut candidate = base.clone();
+            let mut n = 1;
+            while names.contains(&candidate) {
+                n += 1;
+                candidate = format!("{base}_{n}");
+            }
+            names.push(candidate);
+        }
+        for (i, mut block) in blocks.into_iter().enumerate() {
+            if let Some(next) = names.get(i + 1) {
+                block.push(RuleSpec {
+                    statements: vec![Statement::Jump(JumpTarget {
+                        target: next.clone().into(),
+                    })],
+                    comment: Some("the stage goes on".into()),
+                });
+            }
+            chains.insert(
+                names[i].clone(),
+                ChainSpec {
+                    hook: None,
+                    rules: block,
+                },
+            );
+        }
+        names
     }
 
     /// One security rule as nft rules: one per address family and per protocol its match needs.
@@ -733,4 +833,43 @@ fn limit_comment(mut comment: String) -> String {
         comment.truncate(end);
     }
     comment
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn numbered_rule(n: u32) -> RuleSpec {
+        rule(
+            vec![port_match("tcp", "dport", &[(n as u16, n as u16)])],
+            Statement::Drop(None),
+            format!("rule {n}"),
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Blocks keep every rule in order and stay within the kernel's nesting budget; while
+        /// the average block length stays, an inserted rule changes only the blocks around it.
+        #[test]
+        fn blocks_are_few_complete_and_local(count in 65usize..3000, at in any::<prop::sample::Index>()) {
+            let rules: Vec<RuleSpec> = (0..count as u32).map(numbered_rule).collect();
+            let blocks = content_defined_blocks(rules.clone());
+            prop_assert!(blocks.len() <= BLOCKS_MAX);
+            prop_assert_eq!(blocks.concat(), rules.clone());
+
+            let mut inserted = rules.clone();
+            inserted.insert(at.index(count), numbered_rule(1_000_000));
+            let hashes = |rules: &[RuleSpec]| rules.iter().map(rule_hash).collect::<Vec<_>>();
+            let (average_before, _) = block_ends(&hashes(&rules));
+            let (average_after, _) = block_ends(&hashes(&inserted));
+            let after = content_defined_blocks(inserted);
+            let changed = after.iter().filter(|b| !blocks.contains(b)).count();
+            if average_before == average_after {
+                prop_assert!(changed <= 3, "{} of {} blocks changed", changed, after.len());
+            }
+        }
+    }
 }

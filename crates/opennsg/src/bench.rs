@@ -2,6 +2,8 @@
 //! over repeated batches, next to the naive baseline measured in the same run; the workloads are
 //! generated ([`crate::workload`]) and described in the output.
 
+mod nft;
+
 use crate::inputs;
 use crate::workload::{self, SplitMix64};
 use anyhow::{Context, Result};
@@ -28,6 +30,8 @@ pub enum Workload {
     FlowTable,
     /// IP flow verify on 1,000 NSGs x 200 rules: load, validate, resolve, per query.
     Verify,
+    /// nftables apply times, full and one-rule change, against a naive rendering (needs root).
+    Nft,
 }
 
 pub struct Options {
@@ -51,6 +55,9 @@ pub fn run(options: &Options) -> Result<()> {
     }
     if want(Workload::Verify) {
         verify(options, 1000, 200, 200_000)?;
+    }
+    if want(Workload::Nft) {
+        nft::run(options)?;
     }
     Ok(())
 }

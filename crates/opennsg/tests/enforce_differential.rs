@@ -18,6 +18,7 @@ use std::time::Duration;
 const SUBSCRIPTION: &str = "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg1";
 const POLICIES: u64 = 6;
 const FLOWS_PER_POLICY: usize = 60;
+const LARGE_NSG_RULES: u64 = 300;
 
 /// A host of the lab; `nic` is the NIC bound to its router-side interface, if any.
 struct Host {
@@ -125,12 +126,14 @@ fn random_rule(rng: &mut SplitMix64, name: String, priority: u64) -> Value {
     json!({"name": name, "properties": properties})
 }
 
-fn random_nsg(rng: &mut SplitMix64, name: &str) -> Value {
-    let count = rng.below(7);
+/// An NSG of up to six rules, or of `LARGE_NSG_RULES` when `large` (so that stages are cut
+/// into blocks of chains).
+fn random_nsg(rng: &mut SplitMix64, name: &str, large: bool) -> Value {
+    let count = if large { LARGE_NSG_RULES } else { rng.below(7) };
     let mut priorities = HashSet::new();
     let rules: Vec<Value> = (0..count)
         .map(|i| {
-            let mut priority = 100 + rng.below(40) * 10;
+            let mut priority = 100 + rng.below(390) * 10;
             while !priorities.insert(priority) {
                 priority += 1;
             }
@@ -147,11 +150,11 @@ fn random_nsg(rng: &mut SplitMix64, name: &str) -> Value {
 }
 
 /// A random environment: each subnet and NIC has an NSG with probability 2/3.
-fn random_environment(rng: &mut SplitMix64) -> Value {
+fn random_environment(rng: &mut SplitMix64, large: bool) -> Value {
     let mut resources = Vec::new();
     let attach = |rng: &mut SplitMix64, name: &str, resources: &mut Vec<Value>| {
         (rng.below(3) > 0).then(|| {
-            resources.push(random_nsg(rng, name));
+            resources.push(random_nsg(rng, name, large));
             json!({"id": id("networkSecurityGroups", name)})
         })
     };
@@ -321,7 +324,8 @@ fn the_kernel_agrees_with_the_reference_on_random_policies_and_packets() {
     let mut compared = 0;
     let mut allowed = 0;
     for round in 0..POLICIES {
-        let env = random_environment(&mut rng);
+        // The last round's NSGs are long enough to be cut into blocks.
+        let env = random_environment(&mut rng, round == POLICIES - 1);
         std::fs::write(&path, serde_json::to_vec(&env).expect("serialise")).expect("write env");
         let mut args = vec!["enforce".to_string(), path.display().to_string()];
         for host in &HOSTS {
