@@ -136,6 +136,7 @@ pub fn render(nics: &[BoundNic<'_>], sets: &SetArena, settings: &Settings) -> Re
         arena: sets,
         rendered: Rendered::default(),
         set_names: HashMap::new(),
+        nic_chain_names: Vec::new(),
     };
     let labels = chain_labels(nics);
     let mut forward = base_chain();
@@ -189,10 +190,15 @@ struct Renderer<'a> {
     rendered: Rendered,
     /// Each interned set's named sets, per family present.
     set_names: HashMap<SetId, (Option<String>, Option<String>)>,
+    /// The chains made for the NIC being rendered.
+    nic_chain_names: Vec<String>,
 }
 
 impl Renderer<'_> {
+    /// Makes the chains of one NIC. With `flushConnection` on any of its NSGs, a change to any
+    /// of them forgets the NIC's connections (D4: the verdict is the AND of the stages).
     fn nic_chains(&mut self, policy: &NicPolicy, label: &str, settings: &Settings) {
+        self.nic_chain_names.clear();
         let mut outbound = vec![dhcp()];
         outbound.extend(anti_spoofing(policy, "saddr"));
         for service in PLATFORM_SERVICES {
@@ -202,7 +208,7 @@ impl Renderer<'_> {
                 .any(|stage| stage.rules.iter().any(|r| considered_for(r, Some(service))));
             let verdict = if named {
                 let chain = format!("{label}-out-{}", service_label(service));
-                self.stage_chains(policy, &policy.outbound, &chain, Some(service));
+                self.stage_chains(&policy.outbound, &chain, Some(service));
                 Statement::Goto(JumpTarget {
                     target: chain.into(),
                 })
@@ -214,7 +220,7 @@ impl Renderer<'_> {
                 outbound.push(rule(statements, verdict.clone(), comment.to_string()));
             }
         }
-        outbound.extend(self.stage_jumps(policy, &policy.outbound, &format!("{label}-out")));
+        outbound.extend(self.stage_jumps(&policy.outbound, &format!("{label}-out")));
         if settings.subscription_type.blocks_smtp() {
             for family in self.families(policy.internet) {
                 let statements = vec![
@@ -226,27 +232,34 @@ impl Renderer<'_> {
             }
         }
         let mut inbound = anti_spoofing(policy, "daddr");
-        inbound.extend(self.stage_jumps(policy, &policy.inbound, &format!("{label}-in")));
-        let chains = &mut self.rendered.ruleset.chains;
-        chains.insert(
-            format!("{label}-out"),
-            ChainSpec {
-                hook: None,
-                rules: outbound,
-            },
-        );
-        chains.insert(
-            format!("{label}-in"),
-            ChainSpec {
-                hook: None,
-                rules: inbound,
-            },
-        );
+        inbound.extend(self.stage_jumps(&policy.inbound, &format!("{label}-in")));
+        self.add_chain(format!("{label}-out"), outbound);
+        self.add_chain(format!("{label}-in"), inbound);
+        let flushes = policy
+            .inbound
+            .iter()
+            .chain(&policy.outbound)
+            .any(|stage| stage.flush_connection);
+        if flushes {
+            for name in &self.nic_chain_names {
+                self.rendered
+                    .flush_on_change
+                    .insert(name.clone(), policy.addresses.clone());
+            }
+        }
+    }
+
+    fn add_chain(&mut self, name: String, rules: Vec<RuleSpec>) {
+        self.nic_chain_names.push(name.clone());
+        self.rendered
+            .ruleset
+            .chains
+            .insert(name, ChainSpec { hook: None, rules });
     }
 
     /// Jumps from a NIC chain into one chain per stage, creating those chains.
-    fn stage_jumps(&mut self, policy: &NicPolicy, stages: &[Stage], prefix: &str) -> Vec<RuleSpec> {
-        self.stage_chains(policy, stages, prefix, None);
+    fn stage_jumps(&mut self, stages: &[Stage], prefix: &str) -> Vec<RuleSpec> {
+        self.stage_chains(stages, prefix, None);
         stages
             .iter()
             .map(|stage| RuleSpec {
@@ -264,13 +277,7 @@ impl Renderer<'_> {
 
     /// Creates `PREFIX-LEVEL` for each stage; with `platform`, a chain `PREFIX` that runs the
     /// stages' rules naming that service's tag (reference §3.8).
-    fn stage_chains(
-        &mut self,
-        policy: &NicPolicy,
-        stages: &[Stage],
-        prefix: &str,
-        platform: Option<PlatformService>,
-    ) {
+    fn stage_chains(&mut self, stages: &[Stage], prefix: &str, platform: Option<PlatformService>) {
         let mut jumps = Vec::new();
         for stage in stages {
             let name = format!("{prefix}-{}", level_label(stage.level));
@@ -284,37 +291,24 @@ impl Renderer<'_> {
                 })],
                 comment: None,
             });
-            for chain in self.insert_stage_chain(name, rules) {
-                if stage.flush_connection {
-                    self.rendered
-                        .flush_on_change
-                        .insert(chain, policy.addresses.clone());
-                }
-            }
+            self.insert_stage_chain(name, rules);
         }
         if platform.is_some() {
-            self.rendered.ruleset.chains.insert(
-                prefix.to_string(),
-                ChainSpec {
-                    hook: None,
-                    rules: jumps,
-                },
-            );
+            self.add_chain(prefix.to_string(), jumps);
         }
     }
 
-    /// Inserts stage chain `name` holding `rules`; returns the names of the chains created.
+    /// Adds stage chain `name` holding `rules`.
     ///
     /// A long stage is cut into blocks, each ending with a jump to the next, so that changing
     /// one rule rewrites one block instead of the whole stage: the kernel's cost is per rule
     /// written. An allow `return`s through the nested jumps (each jump is its block's last
     /// rule), so it still leaves the whole stage. Cuts depend on the rules' content and later
     /// blocks are named after their first rule, so an insertion or deletion moves no other block.
-    fn insert_stage_chain(&mut self, name: String, rules: Vec<RuleSpec>) -> Vec<String> {
-        let chains = &mut self.rendered.ruleset.chains;
+    fn insert_stage_chain(&mut self, name: String, rules: Vec<RuleSpec>) {
         if rules.len() <= UNCUT_STAGE_MAX {
-            chains.insert(name.clone(), ChainSpec { hook: None, rules });
-            return vec![name];
+            self.add_chain(name, rules);
+            return;
         }
         let blocks = content_defined_blocks(rules);
         let mut names = vec![name.clone()];
@@ -337,15 +331,8 @@ impl Renderer<'_> {
                     comment: Some("the stage goes on".into()),
                 });
             }
-            chains.insert(
-                names[i].clone(),
-                ChainSpec {
-                    hook: None,
-                    rules: block,
-                },
-            );
+            self.add_chain(names[i].clone(), block);
         }
-        names
     }
 
     /// One security rule as nft rules: one per address family and per protocol its match needs.
