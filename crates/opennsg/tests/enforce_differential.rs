@@ -27,7 +27,10 @@ struct Host {
     nic: Option<(&'static str, &'static str)>, // (NIC name, subnet name)
 }
 
-const HOSTS: [Host; 5] = [
+/// The index of the host VIP in [`HOSTS`].
+const VIP: usize = 5;
+
+const HOSTS: [Host; 6] = [
     Host {
         name: "vma",
         address: Ipv4Addr::new(10, 0, 1, 4),
@@ -53,6 +56,12 @@ const HOSTS: [Host; 5] = [
         address: Ipv4Addr::new(198, 51, 100, 7),
         nic: None,
     },
+    // The host VIP: Azure DNS (a platform service) and the load balancer's probe source.
+    Host {
+        name: "vip",
+        address: Ipv4Addr::new(168, 63, 129, 16),
+        nic: None,
+    },
 ];
 
 fn id(kind: &str, name: &str) -> String {
@@ -65,7 +74,7 @@ fn pick<'a, T>(rng: &mut SplitMix64, items: &'a [T]) -> &'a T {
 
 /// One random security rule over addresses and ports the lab's flows use.
 fn random_rule(rng: &mut SplitMix64, name: String, priority: u64) -> Value {
-    let addresses: [Value; 9] = [
+    let addresses: [Value; 11] = [
         json!("*"),
         json!("VirtualNetwork"),
         json!("Internet"),
@@ -75,6 +84,8 @@ fn random_rule(rng: &mut SplitMix64, name: String, priority: u64) -> Value {
         json!("203.0.113.0/24"),
         json!("198.51.100.7"),
         json!(["10.0.1.5", "203.0.113.10"]),
+        json!("AzurePlatformDNS"),
+        json!("AzureLoadBalancer"),
     ];
     let ports: [Value; 6] = [
         json!("*"),
@@ -323,6 +334,8 @@ fn the_kernel_agrees_with_the_reference_on_random_policies_and_packets() {
     let mut rng = SplitMix64::new(0x6e73_6720_6b65_726e);
     let mut compared = 0;
     let mut allowed = 0;
+    // Azure DNS probes from VMs: [denied, allowed].
+    let mut platform = [0; 2];
     for round in 0..POLICIES {
         // The last round's NSGs are long enough to be cut into blocks.
         let env = random_environment(&mut rng, round == POLICIES - 1);
@@ -351,13 +364,23 @@ fn the_kernel_agrees_with_the_reference_on_random_policies_and_packets() {
                 }
                 // Unique source ports keep every probe a new connection for conntrack.
                 let source_port = 20000 + (round as u16) * 1000 + i as u16;
+                if i % 6 == 0 {
+                    // Azure DNS from a VM: platform traffic, denied only by rules naming its tag.
+                    return Probe {
+                        from: rng.below(3) as usize,
+                        to: VIP,
+                        protocol: *rng.pick(&[ip_proto::TCP, ip_proto::UDP]),
+                        source_port,
+                        destination_port: 53,
+                    };
+                }
                 let protocol = *rng.pick(&[ip_proto::TCP, ip_proto::UDP, ip_proto::ICMP]);
                 Probe {
                     from,
                     to,
                     protocol,
                     source_port,
-                    destination_port: *rng.pick(&[22, 80, 443, 1500, 5000]),
+                    destination_port: *rng.pick(&[22, 53, 80, 443, 1500, 5000]),
                 }
             })
             .collect();
@@ -397,6 +420,9 @@ fn the_kernel_agrees_with_the_reference_on_random_policies_and_packets() {
             );
             allowed += usize::from(reference);
             compared += 1;
+            if probe.to == VIP && probe.destination_port == 53 && HOSTS[probe.from].nic.is_some() {
+                platform[usize::from(reference)] += 1;
+            }
         }
     }
     assert_eq!(compared, POLICIES as usize * FLOWS_PER_POLICY);
