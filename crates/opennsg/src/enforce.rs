@@ -229,50 +229,50 @@ pub fn apply_once(enforcer: &mut Enforcer, rendered: Rendered) -> Result<()> {
     Ok(())
 }
 
-/// Follows `watch` until `stop` returns true: re-renders and applies when the server's resources
-/// change, and repairs drift of the kernel's table at every interval.
+/// Follows `watch` until the process is stopped: re-renders and applies when the server's
+/// resources change, and repairs drift of the kernel's table at every interval.
 pub fn follow(
     watch: &Watch,
     catalog: &Catalog,
     settings: Settings,
     binding: &Binding,
     enforcer: &mut Enforcer,
-    mut stop: impl FnMut() -> bool,
-) -> Result<()> {
+) -> ! {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_secs(30)))
         .build()
         .into();
     let mut last: Option<Vec<Value>> = None;
-    while !stop() {
+    loop {
         match watch.fetch(&agent) {
             Ok(resources) if last.as_ref() != Some(&resources) => {
-                let mut env = Environment::new();
-                env.add_value(&watch.url, Value::Array(resources.clone()))?;
-                let interfaces = local_interfaces()?;
-                let rendered = model_of(&env, catalog).and_then(|model| {
-                    render_model(&model, catalog, settings, binding, &interfaces)
-                });
-                match rendered {
-                    Ok(rendered) => {
-                        apply_once(enforcer, rendered)?;
-                        last = Some(resources);
-                    }
-                    // The previous policy stays in force (invariant 4).
+                let applied = (|| {
+                    let mut env = Environment::new();
+                    env.add_value(&watch.url, Value::Array(resources.clone()))?;
+                    let model = model_of(&env, catalog)?;
+                    let interfaces = local_interfaces()?;
+                    let rendered = render_model(&model, catalog, settings, binding, &interfaces)?;
+                    apply_once(enforcer, rendered)
+                })();
+                // On failure the previous policy stays in force (invariant 4); the next poll
+                // tries again.
+                match applied {
+                    Ok(()) => last = Some(resources),
                     Err(error) => eprintln!("opennsg: not applied: {error:#}"),
                 }
             }
-            Ok(_) => {
-                let drift = enforcer.reconcile()?;
-                for line in drift.describe() {
-                    eprintln!("opennsg: drift repaired: {line}");
+            Ok(_) => match enforcer.reconcile() {
+                Ok(drift) => {
+                    for line in drift.describe() {
+                        eprintln!("opennsg: drift repaired: {line}");
+                    }
                 }
-            }
+                Err(error) => eprintln!("opennsg: drift check: {error:#}"),
+            },
             Err(error) => eprintln!("opennsg: {error:#}"),
         }
         std::thread::sleep(watch.interval);
     }
-    Ok(())
 }
 
 /// Loads environment files into a model.

@@ -352,10 +352,7 @@ fn enforce(args: EnforceArgs) -> Result<u8> {
             token,
             interval: std::time::Duration::from_secs_f64(args.interval),
         };
-        enforce::follow(&watch, &catalog, settings, &binding, &mut enforcer, || {
-            false
-        })?;
-        return Ok(0);
+        enforce::follow(&watch, &catalog, settings, &binding, &mut enforcer);
     }
     let model = enforce::load_files(&args.files, &catalog)?;
     let interfaces = enforce::local_interfaces()?;
