@@ -50,12 +50,13 @@ struct Topology {
 }
 
 impl Topology {
-    /// Hosts given as (name, address, MAC of the router-side interface).
-    fn new(hosts: &[(&str, &str, Option<[u8; 6]>)]) -> Topology {
+    /// Hosts given as (name, addresses, MAC of the router-side interface); tests reach a host
+    /// at its first address.
+    fn new(hosts: &[(&str, &[&str], Option<[u8; 6]>)]) -> Topology {
         let lab = Lab::new().expect("kernel tests need root and iproute2 (run the tests as root)");
         let router = lab.router("host").expect("router namespace");
         let mut built = Vec::new();
-        for (name, address, mac) in hosts {
+        for (name, addresses, mac) in hosts {
             let ns = lab.namespace(name).expect("host namespace");
             let mut router_side = RouterSide::new(*name);
             if let Some(mac) = mac {
@@ -65,14 +66,14 @@ impl Topology {
                 &router,
                 &ns,
                 &router_side,
-                &GuestSide::new("eth0", [ip(address)]),
+                &GuestSide::new("eth0", addresses.iter().map(|a| ip(a))),
             )
             .expect("veth pair");
             built.push((
                 name.to_string(),
                 Host {
                     ns,
-                    address: ip(address),
+                    address: ip(addresses[0]),
                 },
             ));
         }
@@ -194,12 +195,12 @@ fn mac(azure: &str) -> [u8; 6] {
 /// interfaces carry the NICs' MACs so that `--bind-by-mac` finds them.
 fn seed_topology() -> Topology {
     Topology::new(&[
-        ("vm1", "10.0.1.4", Some(mac("00-0D-3A-C5-06-0A"))),
-        ("vm2", "10.0.1.5", Some(mac("00-0D-3A-19-23-CF"))),
-        ("vm3", "10.0.2.4", Some(mac("00-0D-3A-89-86-6F"))),
-        ("vm4", "10.0.3.4", Some(mac("00-0D-3A-33-73-12"))),
-        ("inet", "203.0.113.10", None),
-        ("lb", "168.63.129.16", None),
+        ("vm1", &["10.0.1.4"], Some(mac("00-0D-3A-C5-06-0A"))),
+        ("vm2", &["10.0.1.5"], Some(mac("00-0D-3A-19-23-CF"))),
+        ("vm3", &["10.0.2.4"], Some(mac("00-0D-3A-89-86-6F"))),
+        ("vm4", &["10.0.3.4"], Some(mac("00-0D-3A-33-73-12"))),
+        ("inet", &["203.0.113.10"], None),
+        ("lb", &["168.63.129.16"], None),
     ])
 }
 
@@ -266,10 +267,10 @@ fn the_seed_picture_holds_for_real_traffic() {
 #[test]
 fn the_asg_example_holds_for_real_traffic() {
     let topology = Topology::new(&[
-        ("web", "10.0.1.4", None),
-        ("logic", "10.0.1.5", None),
-        ("db", "10.0.1.6", None),
-        ("inet", "203.0.113.10", None),
+        ("web", &["10.0.1.4"], None),
+        ("logic", &["10.0.1.5"], None),
+        ("db", &["10.0.1.6"], None),
+        ("inet", &["203.0.113.10"], None),
     ]);
     topology.enforce(
         &load("seed-asg.json"),
@@ -294,7 +295,10 @@ fn the_asg_example_holds_for_real_traffic() {
 
 #[test]
 fn a_connection_outlives_the_rule_that_allowed_it_unless_the_nsg_flushes() {
-    let topology = Topology::new(&[("vm2", "10.0.1.5", None), ("inet", "203.0.113.10", None)]);
+    let topology = Topology::new(&[
+        ("vm2", &["10.0.1.5"], None),
+        ("inet", &["203.0.113.10"], None),
+    ]);
     let vm2 = topology.host("vm2");
     let _echo = EchoServer::start(&vm2.ns, SocketAddr::new(vm2.address, 80)).expect("echo");
     let binds = ["vm2-nic=vm2"];
@@ -340,7 +344,10 @@ fn a_connection_outlives_the_rule_that_allowed_it_unless_the_nsg_flushes() {
 
 #[test]
 fn drift_is_reported_and_repaired() {
-    let topology = Topology::new(&[("vm2", "10.0.1.5", None), ("inet", "203.0.113.10", None)]);
+    let topology = Topology::new(&[
+        ("vm2", &["10.0.1.5"], None),
+        ("inet", &["203.0.113.10"], None),
+    ]);
     let env = load("seed-vms-http.json");
     topology.enforce(&env, &["vm2-nic=vm2"]);
     assert!(topology.tcp("inet", "vm2", 80));
@@ -380,7 +387,10 @@ fn drift_is_reported_and_repaired() {
 
 #[test]
 fn a_failed_apply_leaves_the_previous_policy_in_force() {
-    let topology = Topology::new(&[("vm2", "10.0.1.5", None), ("inet", "203.0.113.10", None)]);
+    let topology = Topology::new(&[
+        ("vm2", &["10.0.1.5"], None),
+        ("inet", &["203.0.113.10"], None),
+    ]);
     topology.enforce(&load("seed-vms-http.json"), &["vm2-nic=vm2"]);
     // An interface name nft refuses (too long for IFNAMSIZ is caught by us, so use a NIC that
     // does not exist): the command fails and the table is unchanged.
@@ -488,7 +498,10 @@ fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
 fn enforce_follows_a_server_and_repairs_drift() {
     const TOKEN: &str = "watch-test-token";
     const PORT: u16 = 18080;
-    let topology = Topology::new(&[("vm2", "10.0.1.5", None), ("inet", "203.0.113.10", None)]);
+    let topology = Topology::new(&[
+        ("vm2", &["10.0.1.5"], None),
+        ("inet", &["203.0.113.10"], None),
+    ]);
     let vm2 = topology.host("vm2");
     // One HTTP echo server for the whole test: new connections and the long-lived one.
     let _http = EchoServer::start(&vm2.ns, SocketAddr::new(vm2.address, 80)).expect("echo");
@@ -614,4 +627,32 @@ fn enforce_follows_a_server_and_repairs_drift() {
         "the drift was repaired"
     );
     assert!(!topology.tcp("inet", "vm2", 22));
+}
+
+#[test]
+fn dual_stack_rules_hold_for_ipv6_traffic() {
+    let topology = Topology::new(&[
+        ("vm", &["fd00:db8:1:1::4", "10.1.1.4"], None),
+        ("trusted", &["2001:db8:abcd:1::22"], None),
+        ("blocked", &["2001:db8:dead::5"], None),
+        ("other", &["2001:db8:ffff::9"], None),
+    ]);
+    topology.enforce(&load("ipv6.json"), &["v6-nic=vm"]);
+    assert!(topology.tcp("trusted", "vm", 443), "Allow-HTTPS-v6");
+    assert!(
+        !topology.tcp("other", "vm", 443),
+        "outside 2001:db8:abcd::/48"
+    );
+    assert!(topology.tcp("other", "vm", 8080), "Allow-Any-8080");
+    assert!(topology.tcp("trusted", "vm", 22), "Allow-Ssh-From-Host");
+    assert!(!topology.tcp("other", "vm", 22));
+    assert!(topology.ping("trusted", "vm"), "Allow-Icmp-v6");
+    assert!(!topology.ping("other", "vm"));
+    assert!(!topology.tcp("vm", "blocked", 80), "Deny-v6-Range-Out");
+    assert!(topology.tcp("vm", "other", 80), "AllowInternetOutBound");
+    assert_eq!(
+        topology.udp("vm", "blocked", 5000),
+        (true, true),
+        "the deny is TCP only"
+    );
 }
