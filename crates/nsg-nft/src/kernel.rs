@@ -132,7 +132,7 @@ impl Kernel {
                 IpNet::V4(_) => "ipv4",
                 IpNet::V6(_) => "ipv6",
             };
-            let address = net.addr().to_string();
+            let address = net.trunc().to_string();
             for end in ["--orig-src", "--orig-dst"] {
                 let output = self.run("conntrack", &["-D", "-f", family, end, &address], None)?;
                 // conntrack exits 1 when nothing matched, which is not a failure here.

@@ -594,7 +594,7 @@ fn dhcp() -> RuleSpec {
     rule(
         vec![
             port_match("udp", "dport", &[(67, 67)]),
-            equals(payload("ip", "daddr"), addresses(&servers)),
+            equals(payload("ip", "daddr"), addresses(&hosts(&servers))),
         ],
         Statement::Return(None),
         PlatformRule::AllowDhcp.reference().to_string(),
@@ -606,7 +606,7 @@ fn dhcp() -> RuleSpec {
 fn anti_spoofing(policy: &NicPolicy, field: &str) -> Vec<RuleSpec> {
     let mut rules = Vec::new();
     for family in [AddressFamily::V4, AddressFamily::V6] {
-        let own: Vec<IpAddr> = policy
+        let own: Vec<IpNet> = policy
             .addresses
             .iter()
             .filter(|net| {
@@ -615,7 +615,7 @@ fn anti_spoofing(policy: &NicPolicy, field: &str) -> Vec<RuleSpec> {
                     (IpNet::V4(_), AddressFamily::V4) | (IpNet::V6(_), AddressFamily::V6)
                 )
             })
-            .map(IpNet::addr)
+            .copied()
             .collect();
         let statement = if own.is_empty() {
             equals(
@@ -647,7 +647,7 @@ fn anti_spoofing(policy: &NicPolicy, field: &str) -> Vec<RuleSpec> {
 fn platform_matches(service: PlatformService) -> Vec<Vec<Statement<'static>>> {
     let to = |servers: &[std::net::Ipv4Addr]| {
         let servers: Vec<IpAddr> = servers.iter().copied().map(IpAddr::V4).collect();
-        equals(payload("ip", "daddr"), addresses(&servers))
+        equals(payload("ip", "daddr"), addresses(&hosts(&servers)))
     };
     match service {
         PlatformService::Dns => ["tcp", "udp"]
@@ -757,21 +757,34 @@ fn l4proto(protocol: &str) -> Statement<'static> {
     )
 }
 
-/// A literal address or an anonymous set of them, as `nft` lists it (sorted).
-fn addresses(list: &[IpAddr]) -> Expression<'static> {
-    let mut list = list.to_vec();
-    list.sort();
-    let element = |ip: &IpAddr| {
-        let (family, value) = match ip {
-            IpAddr::V4(a) => (AddressFamily::V4, u128::from(u32::from(*a))),
-            IpAddr::V6(a) => (AddressFamily::V6, u128::from(*a)),
-        };
-        address_element(family, value, value)
+/// Addresses or prefixes of one family as `nft` lists them: one literal, or an anonymous set,
+/// sorted and merged.
+fn addresses(nets: &[IpNet]) -> Expression<'static> {
+    let family = match nets.first() {
+        Some(IpNet::V6(_)) => AddressFamily::V6,
+        _ => AddressFamily::V4,
     };
-    match list.as_slice() {
+    let ranges = crate::ruleset::merge_ranges(
+        nets.iter()
+            .map(|net| match net {
+                IpNet::V4(v4) => (
+                    u128::from(u32::from(v4.network())),
+                    u128::from(u32::from(v4.broadcast())),
+                ),
+                IpNet::V6(v6) => (u128::from(v6.network()), u128::from(v6.broadcast())),
+            })
+            .collect(),
+    );
+    let element = |&(low, high): &(u128, u128)| address_element(family, low, high);
+    match ranges.as_slice() {
         [one] => element(one),
         many => anonymous_set(many.iter().map(element).collect()),
     }
+}
+
+/// Single addresses as host prefixes, for [`addresses`].
+fn hosts(list: &[IpAddr]) -> Vec<IpNet> {
+    list.iter().map(|&ip| IpNet::from(ip)).collect()
 }
 
 fn anonymous_set(items: Vec<Expression<'static>>) -> Expression<'static> {

@@ -546,3 +546,50 @@ fn bench_accepts_classbench_files() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `enforce --dry-run` needs no root: it prints the nft transaction. A NIC's addresses, prefixes
+/// included, are what its interface may use.
+#[test]
+fn enforce_dry_run_prints_the_nft_transaction() {
+    let (code, stdout, stderr) = opennsg(
+        &["enforce", "-", "--bind", "vm1-nic=eth9", "--dry-run"],
+        &environment(),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let batch: Value = serde_json::from_str(&stdout).expect("nft JSON");
+    let commands = batch["nftables"].as_array().expect("commands");
+    assert_eq!(
+        commands[0],
+        json!({"add": {"table": {"family": "inet", "name": "opennsg"}}})
+    );
+    let rule = |chain: &str, comment: &str| {
+        commands
+            .iter()
+            .find(|c| c["add"]["rule"]["chain"] == chain && c["add"]["rule"]["comment"] == comment)
+            .unwrap_or_else(|| panic!("no rule {comment} in {chain}"))
+            .clone()
+    };
+    let spoofing = rule("vm1-nic-in", "address is not the NIC's");
+    assert_eq!(
+        spoofing["add"]["rule"]["expr"][0]["match"]["right"],
+        json!({"set": ["10.0.1.4", {"prefix": {"addr": "10.0.1.16", "len": 28}}]})
+    );
+    rule(
+        "vm1-nic-in-subnet",
+        "NSG1/securityRules/Allow-HTTP 200 Allow",
+    );
+    rule(
+        "forward",
+        "flow records: return traffic and existing connections",
+    );
+
+    let (code, _, stderr) = opennsg(
+        &["enforce", "-", "--bind", "no-such-nic=eth9", "--dry-run"],
+        &environment(),
+    );
+    assert_eq!(code, 2);
+    assert!(stderr.contains("--bind no-such-nic=eth9"), "{stderr}");
+    let (code, _, stderr) = opennsg(&["enforce", "-", "--bind", "vm1-nic"], &environment());
+    assert_eq!(code, 2);
+    assert!(stderr.contains("NIC=IFNAME"), "{stderr}");
+}

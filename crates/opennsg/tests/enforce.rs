@@ -392,25 +392,47 @@ fn a_failed_apply_leaves_the_previous_policy_in_force() {
         ("inet", &["203.0.113.10"], None),
     ]);
     topology.enforce(&load("seed-vms-http.json"), &["vm2-nic=vm2"]);
-    // An interface name nft refuses (too long for IFNAMSIZ is caught by us, so use a NIC that
-    // does not exist): the command fails and the table is unchanged.
-    let path = topology.dir.path().join("env.json");
-    let output = topology
-        .router
-        .exec(
-            env!("CARGO_BIN_EXE_opennsg"),
-            [
-                "enforce",
-                path.to_str().expect("utf-8"),
-                "--bind",
-                "no-such-nic=vm2",
-            ],
-        )
+    // A policy that would open port 22, applied by a process the kernel refuses (no
+    // CAP_NET_ADMIN): nft fails, the command says why, and the table in force is unchanged.
+    let mut open = load("seed-vms-http.json");
+    let rules = nsg_mut(&mut open, "NSG1")["properties"]["securityRules"]
+        .as_array_mut()
+        .expect("rules");
+    let mut ssh = rules[0].clone();
+    ssh["name"] = "Allow-SSH".into();
+    ssh["properties"]["destinationPortRange"] = "22".into();
+    ssh["properties"]["priority"] = 210.into();
+    rules.push(ssh);
+    let path = topology.dir.path().join("open.json");
+    std::fs::write(&path, serde_json::to_vec(&open).expect("serialise")).expect("write");
+    let output = std::process::Command::new("ip")
+        .args(["netns", "exec", topology.router.name()])
+        .args([
+            "setpriv",
+            "--inh-caps=-net_admin",
+            "--bounding-set=-net_admin",
+            "--",
+        ])
+        .args([env!("CARGO_BIN_EXE_opennsg"), "enforce"])
+        .arg(&path)
+        .args(["--bind", "vm2-nic=vm2"])
+        .output()
         .expect("runs");
-    assert_eq!(output.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("no-such-nic"));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("nft") && stderr.contains("Operation not permitted"),
+        "{stderr}"
+    );
     assert!(topology.tcp("inet", "vm2", 80));
-    assert!(!topology.tcp("inet", "vm2", 22));
+    assert!(
+        !topology.tcp("inet", "vm2", 22),
+        "the refused policy is not in force"
+    );
+    // The same policy applied with the capability opens the port: the refusal was the only
+    // difference.
+    topology.enforce(&open, &["vm2-nic=vm2"]);
+    assert!(topology.tcp("inet", "vm2", 22));
 }
 
 /// Every valid fixture, with every NIC bound, lists back from the kernel exactly as rendered:
