@@ -39,6 +39,9 @@ struct Host {
     address: IpAddr,
 }
 
+/// A host to build: name, addresses (tests reach it at the first), MAC of its router-side end.
+type HostSpec<'a> = (&'a str, &'a [&'a str], Option<[u8; 6]>);
+
 /// The router namespace (where OpenNSG enforces) and the hosts around it.
 struct Topology {
     /// Owns the namespaces: dropping it removes them.
@@ -50,9 +53,7 @@ struct Topology {
 }
 
 impl Topology {
-    /// Hosts given as (name, addresses, MAC of the router-side interface); tests reach a host
-    /// at its first address.
-    fn new(hosts: &[(&str, &[&str], Option<[u8; 6]>)]) -> Topology {
+    fn new(hosts: &[HostSpec<'_>]) -> Topology {
         let lab = Lab::new().expect("kernel tests need root and iproute2 (run the tests as root)");
         let router = lab.router("host").expect("router namespace");
         let mut built = Vec::new();
