@@ -137,6 +137,7 @@ pub fn render(nics: &[BoundNic<'_>], sets: &SetArena, settings: &Settings) -> Re
         rendered: Rendered::default(),
         set_names: HashMap::new(),
         nic_chain_names: Vec::new(),
+        nic_families: Vec::new(),
     };
     let labels = chain_labels(nics);
     let mut forward = base_chain();
@@ -188,10 +189,12 @@ pub fn render(nics: &[BoundNic<'_>], sets: &SetArena, settings: &Settings) -> Re
 struct Renderer<'a> {
     arena: &'a SetArena,
     rendered: Rendered,
-    /// Each interned set's named sets, per family present.
-    set_names: HashMap<SetId, (Option<String>, Option<String>)>,
+    /// The named set of each interned set and family used so far.
+    set_names: HashMap<(SetId, AddressFamily), String>,
     /// The chains made for the NIC being rendered.
     nic_chain_names: Vec<String>,
+    /// The address families the NIC being rendered has addresses in.
+    nic_families: Vec<AddressFamily>,
 }
 
 impl Renderer<'_> {
@@ -199,6 +202,15 @@ impl Renderer<'_> {
     /// of them forgets the NIC's connections (D4: the verdict is the AND of the stages).
     fn nic_chains(&mut self, policy: &NicPolicy, label: &str, settings: &Settings) {
         self.nic_chain_names.clear();
+        self.nic_families = [AddressFamily::V4, AddressFamily::V6]
+            .into_iter()
+            .filter(|family| {
+                policy.addresses.iter().any(|net| match family {
+                    AddressFamily::V4 => net.addr().is_ipv4(),
+                    AddressFamily::V6 => net.addr().is_ipv6(),
+                })
+            })
+            .collect();
         let mut outbound = vec![dhcp()];
         outbound.extend(anti_spoofing(policy, "saddr"));
         for service in PLATFORM_SERVICES {
@@ -222,7 +234,9 @@ impl Renderer<'_> {
         }
         outbound.extend(self.stage_jumps(&policy.outbound, &format!("{label}-out")));
         if settings.subscription_type.blocks_smtp() {
-            for family in self.families(policy.internet) {
+            let mut families = self.families(policy.internet);
+            families.retain(|f| self.nic_families.contains(f));
+            for family in families {
                 let statements = vec![
                     self.side_match(policy.internet, family, "daddr"),
                     port_match("tcp", "dport", &[(25, 25)]),
@@ -353,7 +367,10 @@ impl Renderer<'_> {
             if sides.iter().all(|(s, _)| *s == SideMatch::Any) {
                 vec![None]
             } else {
-                [AddressFamily::V4, AddressFamily::V6]
+                // A family the NIC has no address of cannot reach these rules: anti-spoofing
+                // drops it first. Leaving it out spares the kernel its sets.
+                self.nic_families
+                    .clone()
                     .into_iter()
                     .filter(|&family| {
                         sides.iter().all(|(side, _)| match side {
@@ -384,50 +401,43 @@ impl Renderer<'_> {
     }
 
     /// The families in which interned set `id` has addresses.
-    fn families(&mut self, id: SetId) -> Vec<AddressFamily> {
-        let (v4, v6) = self.named_sets(id);
+    fn families(&self, id: SetId) -> Vec<AddressFamily> {
+        let prefixes = self.arena.get(id);
         let mut families = Vec::new();
-        if v4.is_some() {
+        if prefixes.has_v4() {
             families.push(AddressFamily::V4);
         }
-        if v6.is_some() {
+        if prefixes.has_v6() {
             families.push(AddressFamily::V6);
         }
         families
     }
 
-    /// `ip saddr @NAME` and the like, for the named set of `id` in `family`.
+    /// `ip saddr @NAME` and the like, for the named set of `id` in `family`, made on first use.
     fn side_match(&mut self, id: SetId, family: AddressFamily, field: &str) -> Statement<'static> {
-        let (v4, v6) = self.named_sets(id);
-        let name = match family {
-            AddressFamily::V4 => v4,
-            AddressFamily::V6 => v6,
-        }
-        .expect("callers ask only for families the set has");
+        let name = match self.set_names.get(&(id, family)) {
+            Some(name) => name.clone(),
+            None => {
+                let prefixes = self.arena.get(id);
+                let ranges: Vec<(u128, u128)> = match family {
+                    AddressFamily::V4 => prefixes
+                        .v4_ranges()
+                        .iter()
+                        .map(|&(low, high)| (u128::from(low), u128::from(high)))
+                        .collect(),
+                    AddressFamily::V6 => prefixes.v6_ranges().to_vec(),
+                };
+                let name = self
+                    .add_set(family, ranges)
+                    .expect("callers ask only for families the set has");
+                self.set_names.insert((id, family), name.clone());
+                name
+            }
+        };
         equals(
             payload(family.payload_protocol(), field),
             Expression::String(format!("@{name}").into()),
         )
-    }
-
-    /// The named sets holding interned set `id`, created on first use.
-    fn named_sets(&mut self, id: SetId) -> (Option<String>, Option<String>) {
-        if let Some(names) = self.set_names.get(&id) {
-            return names.clone();
-        }
-        let prefixes = self.arena.get(id);
-        let v4: Vec<(u128, u128)> = prefixes
-            .v4_ranges()
-            .iter()
-            .map(|&(low, high)| (u128::from(low), u128::from(high)))
-            .collect();
-        let v6 = prefixes.v6_ranges().to_vec();
-        let names = (
-            self.add_set(AddressFamily::V4, v4),
-            self.add_set(AddressFamily::V6, v6),
-        );
-        self.set_names.insert(id, names.clone());
-        names
     }
 
     fn add_set(&mut self, family: AddressFamily, ranges: Vec<(u128, u128)>) -> Option<String> {
