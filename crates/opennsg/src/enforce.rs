@@ -127,8 +127,11 @@ pub struct Watch {
     /// Base URL, e.g. `http://127.0.0.1:8080`.
     pub url: String,
     pub token: String,
-    /// How often to poll the server and check the kernel's table for drift.
+    /// How often to poll the server.
     pub interval: Duration,
+    /// How often to compare the kernel's table with the policy (listing a large table costs
+    /// seconds of CPU, so this is rarer than polling).
+    pub reconcile_interval: Duration,
 }
 
 /// The resource types a policy is made of, listed per subscription.
@@ -243,6 +246,7 @@ pub fn follow(
         .build()
         .into();
     let mut last: Option<Vec<Value>> = None;
+    let mut reconciled = Instant::now();
     loop {
         match watch.fetch(&agent) {
             Ok(resources) if last.as_ref() != Some(&resources) => {
@@ -261,14 +265,18 @@ pub fn follow(
                     Err(error) => eprintln!("opennsg: not applied: {error:#}"),
                 }
             }
-            Ok(_) => match enforcer.reconcile() {
-                Ok(drift) => {
-                    for line in drift.describe() {
-                        eprintln!("opennsg: drift repaired: {line}");
+            Ok(_) if reconciled.elapsed() >= watch.reconcile_interval => {
+                reconciled = Instant::now();
+                match enforcer.reconcile() {
+                    Ok(drift) => {
+                        for line in drift.describe() {
+                            eprintln!("opennsg: drift repaired: {line}");
+                        }
                     }
+                    Err(error) => eprintln!("opennsg: drift check: {error:#}"),
                 }
-                Err(error) => eprintln!("opennsg: drift check: {error:#}"),
-            },
+            }
+            Ok(_) => {}
             Err(error) => eprintln!("opennsg: {error:#}"),
         }
         std::thread::sleep(watch.interval);

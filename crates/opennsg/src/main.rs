@@ -318,9 +318,12 @@ struct EnforceArgs {
         requires = "watch"
     )]
     token: Option<String>,
-    /// Seconds between polls of the server and drift checks.
+    /// Seconds between polls of the server.
     #[arg(long, default_value_t = 2.0, requires = "watch")]
     interval: f64,
+    /// Seconds between comparisons of the kernel's table with the policy (drift repair).
+    #[arg(long, default_value_t = 30.0, requires = "watch")]
+    reconcile_interval: f64,
 }
 
 fn enforce(args: EnforceArgs) -> Result<u8> {
@@ -344,13 +347,19 @@ fn enforce(args: EnforceArgs) -> Result<u8> {
         let token = args.token.ok_or_else(|| {
             anyhow::anyhow!("--watch needs the server's token: --token or $OPENNSG_TOKEN")
         })?;
-        if !(args.interval > 0.0 && args.interval <= 3600.0) {
-            anyhow::bail!("--interval must be between 0 and 3600 seconds");
+        for (flag, seconds) in [
+            ("--interval", args.interval),
+            ("--reconcile-interval", args.reconcile_interval),
+        ] {
+            if !(seconds > 0.0 && seconds <= 86400.0) {
+                anyhow::bail!("{flag} must be more than 0 and at most 86400 seconds");
+            }
         }
         let watch = enforce::Watch {
             url,
             token,
             interval: std::time::Duration::from_secs_f64(args.interval),
+            reconcile_interval: std::time::Duration::from_secs_f64(args.reconcile_interval),
         };
         enforce::follow(&watch, &catalog, settings, &binding, &mut enforcer);
     }

@@ -604,6 +604,8 @@ fn enforce_follows_a_server_and_repairs_drift() {
         "vm2-nic=vm2",
         "--interval",
         "0.2",
+        "--reconcile-interval",
+        "0.5",
     ]);
     // Before the first apply everything passes; the policy shows when port 22 closes.
     assert!(
