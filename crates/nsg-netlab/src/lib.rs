@@ -39,7 +39,7 @@ mod tcp;
 mod udp;
 
 pub use error::LabError;
-pub use http::{http_request, HttpResponse};
+pub use http::{http_request, tls_client, HttpResponse};
 pub use lab::{GuestSide, Lab, RouterSide, GATEWAY_V4, GATEWAY_V6};
 pub use netns::{in_namespace, Netns};
 pub use packet::FiveTuple;

@@ -124,8 +124,11 @@ pub fn render_model(
 
 /// Following an `opennsg serve` instance.
 pub struct Watch {
-    /// Base URL, e.g. `http://127.0.0.1:8080`.
+    /// Base URL, e.g. `http://127.0.0.1:8080` or `https://nsg.example:8443`.
     pub url: String,
+    /// PEM certificates to trust for HTTPS instead of the usual roots (e.g. `serve`'s
+    /// self-signed `DATA/cert.pem`).
+    pub ca_cert: Option<std::path::PathBuf>,
     pub token: String,
     /// How often to poll the server.
     pub interval: Duration,
@@ -145,6 +148,32 @@ const WATCHED_TYPES: [&str; 5] = [
 const API_VERSION: &str = "2024-05-01";
 
 impl Watch {
+    /// The HTTP client: a 30 s limit per request, and `ca_cert`'s roots if given.
+    pub fn agent(&self) -> Result<ureq::Agent> {
+        let mut config =
+            ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(30)));
+        if let Some(path) = &self.ca_cert {
+            let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            let mut roots = Vec::new();
+            for item in ureq::tls::parse_pem(&pem) {
+                if let ureq::tls::PemItem::Certificate(cert) =
+                    item.with_context(|| format!("{} is not PEM", path.display()))?
+                {
+                    roots.push(cert);
+                }
+            }
+            if roots.is_empty() {
+                bail!("{} holds no certificate", path.display());
+            }
+            config = config.tls_config(
+                ureq::tls::TlsConfig::builder()
+                    .root_certs(ureq::tls::RootCerts::Specific(std::sync::Arc::new(roots)))
+                    .build(),
+            );
+        }
+        Ok(config.build().into())
+    }
+
     fn get(&self, agent: &ureq::Agent, url: &str) -> Result<Value> {
         let mut response = agent
             .get(url)
@@ -240,15 +269,12 @@ pub fn follow(
     settings: Settings,
     binding: &Binding,
     enforcer: &mut Enforcer,
+    agent: &ureq::Agent,
 ) -> ! {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(30)))
-        .build()
-        .into();
     let mut last: Option<Vec<Value>> = None;
     let mut reconciled = Instant::now();
     loop {
-        match watch.fetch(&agent) {
+        match watch.fetch(agent) {
             Ok(resources) if last.as_ref() != Some(&resources) => {
                 let applied = (|| {
                     let mut env = Environment::new();

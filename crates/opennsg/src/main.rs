@@ -307,9 +307,13 @@ struct EnforceArgs {
     /// Remove OpenNSG's table.
     #[arg(long, conflicts_with_all = ["watch", "dry_run", "check"])]
     remove: bool,
-    /// Follow an `opennsg serve` instance (http://HOST:PORT): apply on change, repair drift.
+    /// Follow an `opennsg serve` instance (http:// or https://HOST:PORT): apply on change, repair
+    /// drift.
     #[arg(long, value_name = "URL")]
     watch: Option<String>,
+    /// PEM certificate(s) to trust for an https:// --watch URL (e.g. serve's DATA/cert.pem).
+    #[arg(long, value_name = "FILE", requires = "watch")]
+    ca_cert: Option<PathBuf>,
     /// The server's bearer token.
     #[arg(
         long,
@@ -357,11 +361,13 @@ fn enforce(args: EnforceArgs) -> Result<u8> {
         }
         let watch = enforce::Watch {
             url,
+            ca_cert: args.ca_cert,
             token,
             interval: std::time::Duration::from_secs_f64(args.interval),
             reconcile_interval: std::time::Duration::from_secs_f64(args.reconcile_interval),
         };
-        enforce::follow(&watch, &catalog, settings, &binding, &mut enforcer);
+        let agent = watch.agent()?;
+        enforce::follow(&watch, &catalog, settings, &binding, &mut enforcer, &agent);
     }
     let model = enforce::load_files(&args.files, &catalog)?;
     let interfaces = enforce::local_interfaces()?;

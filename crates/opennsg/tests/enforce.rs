@@ -547,21 +547,25 @@ fn enforce_follows_a_server_and_repairs_drift() {
         Child(child)
     };
     let listen = format!("127.0.0.1:{PORT}");
+    // HTTPS with serve's self-signed certificate, which the watcher is told to trust.
     let _server = spawn(&[
         "serve",
         "--listen",
         &listen,
+        "--tls-self-signed",
         "--data",
         data.to_str().expect("utf-8"),
         "--subscription",
         "00000000-0000-0000-0000-000000000001",
     ]);
+    let certificate = data.join("cert.pem");
     let server = SocketAddr::new(ip("127.0.0.1"), PORT);
     let call = |method: &str, path: &str, body: &str| {
         let stream = tcp_connect(&topology.router, None, server, Duration::from_secs(5))?;
+        let mut tls = nsg_netlab::tls_client(stream, "127.0.0.1", &std::fs::read(&certificate)?)?;
         let separator = if path.contains('?') { '&' } else { '?' };
         let path = format!("{path}{separator}api-version=2024-05-01");
-        nsg_netlab::http_request(stream, method, &path, TOKEN, body, Duration::from_secs(10))
+        nsg_netlab::http_request(&mut tls, &listen, method, &path, TOKEN, body)
     };
     assert!(
         eventually(Duration::from_secs(20), || call(
@@ -599,7 +603,9 @@ fn enforce_follows_a_server_and_repairs_drift() {
     let _enforcer = spawn(&[
         "enforce",
         "--watch",
-        &format!("http://{listen}"),
+        &format!("https://{listen}"),
+        "--ca-cert",
+        certificate.to_str().expect("utf-8"),
         "--bind",
         "vm2-nic=vm2",
         "--interval",

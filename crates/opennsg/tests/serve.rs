@@ -1,7 +1,6 @@
 //! `opennsg serve` as a process: token file, a write and a read over real HTTP, a restart that
 //! keeps the data, and the refusal to serve plain HTTP beyond loopback.
 
-use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -42,10 +41,12 @@ fn start(data: &std::path::Path, port: u16) -> Server {
 
 /// One request over real HTTP: returns (status, body).
 fn http(port: u16, method: &str, path: &str, token: &str, body: &str) -> (u16, String) {
-    let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    let response =
-        nsg_netlab::http_request(stream, method, path, token, body, Duration::from_secs(10))
-            .unwrap();
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let host = format!("127.0.0.1:{port}");
+    let response = nsg_netlab::http_request(&mut stream, &host, method, path, token, body).unwrap();
     (response.status, response.body)
 }
 
@@ -98,8 +99,6 @@ fn plain_http_beyond_loopback_needs_a_flag() {
 /// that trusts it verifies (the `az` CLI's way, with REQUESTS_CA_BUNDLE).
 #[test]
 fn serves_https_with_a_self_signed_certificate() {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, ServerName};
     let data = tempfile::tempdir().unwrap();
     let port = free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_opennsg"))
@@ -123,35 +122,23 @@ fn serves_https_with_a_self_signed_certificate() {
         assert!(Instant::now() < deadline, "the server did not start");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let cert = CertificateDer::from_pem_file(data.path().join("cert.pem")).unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert).unwrap();
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let connection = rustls::ClientConnection::new(
-        std::sync::Arc::new(config),
-        ServerName::try_from("localhost").unwrap(),
-    )
-    .unwrap();
+    let cert = std::fs::read(data.path().join("cert.pem")).unwrap();
     let socket = TcpStream::connect(("127.0.0.1", port)).unwrap();
     socket
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    let mut tls = rustls::StreamOwned::new(connection, socket);
-    write!(
-        tls,
-        "GET /subscriptions?api-version=2022-01-01 HTTP/1.1\r\nHost: localhost:{port}\r\nAuthorization: Bearer secret\r\nConnection: close\r\n\r\n"
+    let mut tls = nsg_netlab::tls_client(socket, "localhost", &cert).unwrap();
+    let response = nsg_netlab::http_request(
+        &mut tls,
+        &format!("localhost:{port}"),
+        "GET",
+        "/subscriptions?api-version=2022-01-01",
+        "secret",
+        "",
     )
     .unwrap();
-    let mut response = Vec::new();
-    let _ = tls.read_to_end(&mut response);
-    let response = String::from_utf8_lossy(&response);
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    assert!(response.contains("\"subscriptionId\""), "{response}");
+    assert_eq!(response.status, 200, "{response:?}");
+    assert!(response.body.contains("\"subscriptionId\""), "{response:?}");
 }
 
 /// Issue 4, durability: SIGKILL the server in the middle of a stream of writes; after a restart
