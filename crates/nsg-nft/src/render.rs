@@ -276,15 +276,12 @@ impl Renderer<'_> {
         self.stage_chains(stages, prefix, None);
         stages
             .iter()
-            .map(|stage| RuleSpec {
-                statements: vec![Statement::Jump(JumpTarget {
-                    target: format!("{prefix}-{}", level_label(stage.level)).into(),
-                })],
-                comment: Some(limit_comment(format!(
-                    "{} NSG {}",
-                    stage.level.as_str(),
-                    stage.nsg.name()
-                ))),
+            .map(|stage| {
+                rule(
+                    Vec::new(),
+                    jump(&format!("{prefix}-{}", level_label(stage.level))),
+                    format!("{} NSG {}", stage.level.as_str(), stage.nsg.name()),
+                )
             })
             .collect()
     }
@@ -299,12 +296,7 @@ impl Renderer<'_> {
             for resolved in stage.rules.iter().filter(|r| considered_for(r, platform)) {
                 rules.extend(self.security_rule(stage, resolved));
             }
-            jumps.push(RuleSpec {
-                statements: vec![Statement::Jump(JumpTarget {
-                    target: name.clone().into(),
-                })],
-                comment: None,
-            });
+            jumps.push(rule(Vec::new(), jump(&name), None));
             self.insert_stage_chain(name, rules);
         }
         if platform.is_some() {
@@ -338,12 +330,11 @@ impl Renderer<'_> {
         }
         for (i, mut block) in blocks.into_iter().enumerate() {
             if let Some(next) = names.get(i + 1) {
-                block.push(RuleSpec {
-                    statements: vec![Statement::Jump(JumpTarget {
-                        target: next.clone().into(),
-                    })],
-                    comment: Some("the stage goes on".into()),
-                });
+                block.push(rule(
+                    Vec::new(),
+                    jump(next),
+                    "the stage goes on".to_string(),
+                ));
             }
             self.add_chain(names[i].clone(), block);
         }
@@ -518,17 +509,12 @@ fn base_chain() -> ChainSpec {
     ChainSpec {
         hook: None,
         rules: vec![
-            RuleSpec {
-                statements: vec![
-                    ct_state(&["established", "related"]),
-                    Statement::Accept(None),
-                ],
-                comment: Some("flow records: return traffic and existing connections".into()),
-            },
-            RuleSpec {
-                statements: vec![ct_state(&["invalid"]), Statement::Drop(None)],
-                comment: None,
-            },
+            rule(
+                vec![ct_state(&["established", "related"])],
+                Statement::Accept(None),
+                "flow records: return traffic and existing connections".to_string(),
+            ),
+            rule(vec![ct_state(&["invalid"])], Statement::Drop(None), None),
         ],
     }
 }
@@ -563,36 +549,30 @@ fn neighbour_discovery() -> RuleSpec {
         "nd-neighbor-solicit",
         "nd-neighbor-advert",
     ];
-    RuleSpec {
-        statements: vec![
-            equals(
-                payload("icmpv6", "type"),
-                anonymous_set(
-                    types
-                        .iter()
-                        .map(|t| Expression::String(t.to_string().into()))
-                        .collect(),
-                ),
+    rule(
+        vec![equals(
+            payload("icmpv6", "type"),
+            anonymous_set(
+                types
+                    .iter()
+                    .map(|t| Expression::String(t.to_string().into()))
+                    .collect(),
             ),
-            Statement::Accept(None),
-        ],
-        comment: Some("IPv6 neighbour discovery".into()),
-    }
+        )],
+        Statement::Accept(None),
+        "IPv6 neighbour discovery".to_string(),
+    )
 }
 
 fn interface_jump(key: MetaKey, interface: &str, chain: &str) -> RuleSpec {
-    RuleSpec {
-        statements: vec![
-            equals(
-                Expression::Named(NamedExpression::Meta(Meta { key })),
-                Expression::String(interface.to_string().into()),
-            ),
-            Statement::Jump(JumpTarget {
-                target: chain.to_string().into(),
-            }),
-        ],
-        comment: None,
-    }
+    rule(
+        vec![equals(
+            Expression::Named(NamedExpression::Meta(Meta { key })),
+            Expression::String(interface.to_string().into()),
+        )],
+        jump(chain),
+        None,
+    )
 }
 
 /// DHCP with the host: always allowed, no rule can deny it (reference §3.8).
@@ -820,18 +800,24 @@ fn equals(left: Expression<'static>, right: Expression<'static>) -> Statement<'s
     })
 }
 
-/// A rule with a counter, a verdict and a comment.
+/// A rule with its matches, a counter (every rule counts), a verdict and maybe a comment.
 fn rule(
     mut statements: Vec<Statement<'static>>,
     verdict: Statement<'static>,
-    comment: String,
+    comment: impl Into<Option<String>>,
 ) -> RuleSpec {
     statements.push(counter());
     statements.push(verdict);
     RuleSpec {
         statements,
-        comment: Some(limit_comment(comment)),
+        comment: comment.into().map(limit_comment),
     }
+}
+
+fn jump(target: &str) -> Statement<'static> {
+    Statement::Jump(JumpTarget {
+        target: target.to_string().into(),
+    })
 }
 
 fn limit_comment(mut comment: String) -> String {
