@@ -104,6 +104,15 @@ pub fn render_model(
             bail!("interface {interface} is bound to two network interfaces");
         }
     }
+    if bound.is_empty() {
+        eprintln!("opennsg: warning: no network interface is bound, so nothing is filtered");
+    }
+    for (index, interface) in &bound {
+        eprintln!(
+            "opennsg: {} on {interface}",
+            model.network_interfaces[*index].name()
+        );
+    }
     let mut resolver = Resolver::new(model, catalog, settings);
     let mut policies = Vec::with_capacity(bound.len());
     for (index, _) in &bound {
