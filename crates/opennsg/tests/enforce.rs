@@ -50,6 +50,9 @@ struct Topology {
     hosts: Vec<(String, Host)>,
     /// Environment files written by the test.
     dir: tempfile::TempDir,
+    /// Echo servers started by [`Topology::tcp`], kept for the whole test: rebinding a port
+    /// just closed can fail with "address in use" on a busy machine.
+    echo_servers: std::cell::RefCell<Vec<(String, u16, EchoServer)>>,
 }
 
 impl Topology {
@@ -83,6 +86,7 @@ impl Topology {
             router,
             hosts: built,
             dir: tempfile::tempdir().expect("temporary directory"),
+            echo_servers: Default::default(),
         }
     }
 
@@ -121,11 +125,17 @@ impl Topology {
         self.opennsg(&args)
     }
 
-    /// Whether a TCP connection from host `from` to `to:port` is established and carries data.
+    /// Whether a TCP connection from host `from` to `to:port` is established and carries data
+    /// (an echo server is started there if none is running).
     fn tcp(&self, from: &str, to: &str, port: u16) -> bool {
-        let server = self.host(to);
-        let _echo = EchoServer::start(&server.ns, SocketAddr::new(server.address, port))
-            .expect("echo server");
+        let mut servers = self.echo_servers.borrow_mut();
+        if !servers.iter().any(|(host, p, _)| host == to && *p == port) {
+            let server = self.host(to);
+            let echo = EchoServer::start(&server.ns, SocketAddr::new(server.address, port))
+                .expect("echo server");
+            servers.push((to.to_string(), port, echo));
+        }
+        drop(servers);
         self.tcp_to_running(from, to, port).is_ok()
     }
 
