@@ -71,10 +71,10 @@ pub struct RuleSpec {
     pub comment: Option<String>,
 }
 
-/// A chain: a base chain has a hook; a regular chain is only reached by jumps.
+/// A chain: a base chain has a hook and a priority; a regular chain is only reached by jumps.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct ChainSpec {
-    pub hook: Option<NfHook>,
+    pub hook: Option<(NfHook, i32)>,
     pub rules: Vec<RuleSpec>,
 }
 
@@ -147,7 +147,7 @@ impl Ruleset {
                     ruleset.chains.insert(
                         chain.name.to_string(),
                         ChainSpec {
-                            hook: chain.hook,
+                            hook: chain.hook.map(|hook| (hook, chain.prio.unwrap_or(0))),
                             rules: Vec::new(),
                         },
                     );
@@ -321,8 +321,8 @@ pub fn chain_object(name: &str, chain: &ChainSpec) -> NfListObject<'static> {
         table: TABLE.into(),
         name: name.to_string().into(),
         _type: chain.hook.map(|_| NfChainType::Filter),
-        hook: chain.hook,
-        prio: chain.hook.map(|_| 0),
+        hook: chain.hook.map(|(hook, _)| hook),
+        prio: chain.hook.map(|(_, priority)| priority),
         policy: chain.hook.map(|_| NfChainPolicy::Accept),
         ..Default::default()
     })
