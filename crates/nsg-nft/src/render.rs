@@ -92,7 +92,8 @@ fn content_defined_blocks(rules: Vec<RuleSpec>) -> Vec<Vec<RuleSpec>> {
 }
 
 /// Where blocks end: after a rule whose hash has its bits under [`BLOCK_AVERAGE`] clear, once
-/// the block has a quarter of the average; at twice the average at the latest.
+/// the block has a quarter of the average; at four times the average at the latest (rarely:
+/// such forced cuts are not content-defined, so a run of them moves with an insertion).
 fn block_ends(hashes: &[u64]) -> Vec<usize> {
     let mask = BLOCK_AVERAGE as u64 - 1;
     let mut ends = Vec::new();
@@ -101,7 +102,7 @@ fn block_ends(hashes: &[u64]) -> Vec<usize> {
         let length = i + 1 - start;
         // The high half of the hash: FxHash mixes its low bits poorly.
         let cut = (hash >> 32) & mask == 0;
-        if (cut && length >= BLOCK_AVERAGE / 4) || length >= BLOCK_AVERAGE * 2 {
+        if (cut && length >= BLOCK_AVERAGE / 4) || length >= BLOCK_AVERAGE * 4 {
             ends.push(i + 1);
             start = i + 1;
         }
@@ -940,13 +941,13 @@ mod tests {
             let rules: Vec<RuleSpec> = (0..count as u32).map(numbered_rule).collect();
             let blocks = content_defined_blocks(rules.clone());
             prop_assert_eq!(blocks.concat(), rules.clone());
-            prop_assert!(blocks.iter().all(|b| b.len() <= BLOCK_AVERAGE * 2));
+            prop_assert!(blocks.iter().all(|b| b.len() <= BLOCK_AVERAGE * 4));
 
             let mut inserted = rules.clone();
             inserted.insert(at.index(count), numbered_rule(1_000_000));
             let after = content_defined_blocks(inserted);
             let changed = after.iter().filter(|b| !blocks.contains(b)).count();
-            prop_assert!(changed <= 3, "{} of {} blocks changed", changed, after.len());
+            prop_assert!(changed <= 4, "{} of {} blocks changed", changed, after.len());
         }
     }
 }
