@@ -109,6 +109,17 @@ fn properties(doc: &mut Map<String, Value>) -> &mut Map<String, Value> {
     object(doc.entry("properties").or_insert_with(|| json!({})))
 }
 
+/// Field `key` of `map` as a string, set to `default` when it is missing or not a string.
+fn string_or_default(map: &mut Map<String, Value>, key: &str, default: &str) -> String {
+    let value = map
+        .get(key)
+        .and_then(Value::as_str)
+        .unwrap_or(default)
+        .to_string();
+    map.insert(key.into(), json!(value));
+    value
+}
+
 /// The envelope every stored resource gets from its path, and ARM's location rules.
 fn envelope(
     id: &ResourceId,
@@ -300,18 +311,8 @@ fn allocate_addresses(
             .unwrap_or_else(|| format!("ipconfig{}", i + 1));
         normalise_ip_configuration(id, &name, config);
         let p = properties(config);
-        let method = p
-            .get("privateIPAllocationMethod")
-            .and_then(Value::as_str)
-            .unwrap_or("Dynamic")
-            .to_string();
-        p.insert("privateIPAllocationMethod".into(), json!(method));
-        let version = p
-            .get("privateIPAddressVersion")
-            .and_then(Value::as_str)
-            .unwrap_or("IPv4")
-            .to_string();
-        p.insert("privateIPAddressVersion".into(), json!(version));
+        let method = string_or_default(p, "privateIPAllocationMethod", "Dynamic");
+        let version = string_or_default(p, "privateIPAddressVersion", "IPv4");
         if method.eq_ignore_ascii_case("Static") && p.contains_key("privateIPAddress") {
             continue;
         }

@@ -3,7 +3,7 @@
 //! Commands run with separate arguments, never through a shell. A command can be prefixed (e.g.
 //! `ip netns exec NS`) so that benchmarks and tests can work inside a namespace of their own.
 
-use crate::ruleset::{ListingError, Ruleset, FAMILY, TABLE};
+use crate::ruleset::{ListingError, Ruleset, FAMILY_NAME, TABLE};
 use ipnet::IpNet;
 use nftables::schema::Nftables;
 use std::ffi::OsString;
@@ -99,8 +99,7 @@ impl Kernel {
 
     /// The raw listing of our table, or `None` when it does not exist.
     pub fn list_raw(&self) -> Result<Option<String>, KernelError> {
-        let family = serde_json::to_value(FAMILY).expect("families serialise");
-        let family = family.as_str().unwrap_or("inet");
+        let family = FAMILY_NAME;
         let output = self.run("nft", &["-j", "list", "table", family, TABLE], None)?;
         if !output.status.success() {
             let stderr = String::from_utf8_lossy(&output.stderr);

@@ -53,23 +53,36 @@ impl Enforcer {
     /// Applies `rendered` with the smallest transaction from the kernel's current table: the
     /// last applied rendering if there is one, else what the kernel lists.
     pub fn apply(&mut self, rendered: Rendered) -> Result<Applied, KernelError> {
-        let current = match &self.applied {
-            Some(applied) => Some(applied.ruleset.clone()),
-            None => self.kernel.current().ok().flatten(),
+        let listed = match &self.applied {
+            Some(_) => None,
+            None => self.listed(),
         };
-        self.apply_over(current, rendered)
+        let current = self
+            .applied
+            .as_ref()
+            .map(|a| &a.ruleset)
+            .or(listed.as_ref());
+        let applied = self.apply_over(current, self.applied.as_ref(), &rendered)?;
+        // The table has changed: the rendering is the kernel's state even if forgetting fails.
+        self.applied = Some(rendered);
+        self.kernel.forget_connections(&applied.forgotten)?;
+        Ok(applied)
     }
 
     /// Compares the kernel's table with the last applied rendering and repairs any difference.
     /// Returns what had drifted (empty when nothing had).
-    pub fn reconcile(&mut self) -> Result<Difference, KernelError> {
-        let Some(applied) = self.applied.clone() else {
+    pub fn reconcile(&self) -> Result<Difference, KernelError> {
+        let Some(applied) = &self.applied else {
             return Ok(Difference::default());
         };
-        let current = self.kernel.current().ok().flatten();
-        let drift = Difference::between(&current.clone().unwrap_or_default(), &applied.ruleset);
+        let current = self.listed();
+        let drift = Difference::between(
+            current.as_ref().unwrap_or(&Ruleset::default()),
+            &applied.ruleset,
+        );
         if !drift.is_empty() {
-            self.apply_over(current, applied)?;
+            let repaired = self.apply_over(current.as_ref(), Some(applied), applied)?;
+            self.kernel.forget_connections(&repaired.forgotten)?;
         }
         Ok(drift)
     }
@@ -80,16 +93,24 @@ impl Enforcer {
         Ok(Difference::between(&current, desired))
     }
 
+    /// The kernel's table, or `None` when there is none or it cannot be read back (e.g. a hand
+    /// edit added constructs OpenNSG does not write): then the table is replaced whole.
+    fn listed(&self) -> Option<Ruleset> {
+        self.kernel.current().ok().flatten()
+    }
+
+    /// Takes the kernel's table from `current` (`None`: unknown) to `rendered` and says whose
+    /// connections to forget; `previous` is the rendering applied before, whose flush settings
+    /// cover the chains this change removes.
     fn apply_over(
-        &mut self,
-        current: Option<Ruleset>,
-        rendered: Rendered,
+        &self,
+        current: Option<&Ruleset>,
+        previous: Option<&Rendered>,
+        rendered: &Rendered,
     ) -> Result<Applied, KernelError> {
-        let difference = Difference::between(
-            current.as_ref().unwrap_or(&Ruleset::default()),
-            &rendered.ruleset,
-        );
-        let batch = match &current {
+        let difference =
+            Difference::between(current.unwrap_or(&Ruleset::default()), &rendered.ruleset);
+        let batch = match current {
             Some(current) => plan::incremental(current, &rendered.ruleset),
             None => Some(plan::full(&rendered.ruleset)),
         };
@@ -98,15 +119,12 @@ impl Enforcer {
         if let Some(batch) = batch {
             self.kernel.apply(&batch)?;
         }
-        // A removed stage chain's flush setting is in the previous rendering.
         let mut forgotten = rendered.addresses_to_flush(difference.touched_chains());
-        if let Some(previous) = &self.applied {
+        if let Some(previous) = previous {
             forgotten.extend(previous.addresses_to_flush(&difference.chains_removed));
             forgotten.sort();
             forgotten.dedup();
         }
-        self.applied = Some(rendered);
-        self.kernel.forget_connections(&forgotten)?;
         Ok(Applied {
             difference,
             replaced_table,

@@ -5,7 +5,9 @@
 //! incremental plan touches only what differs. Sets are named by their content, so a changed set
 //! is a new set, and a rule change rewrites one chain.
 
-use crate::ruleset::{chain_object, rule_object, set_object, table_object, AddressSet, Ruleset};
+use crate::ruleset::{
+    chain, chain_object, rule_object, set_object, table_object, AddressSet, Ruleset,
+};
 use nftables::schema::{FlushObject, NfCmd, NfListObject, NfObject, Nftables};
 use std::borrow::Cow;
 use std::collections::BTreeSet;
@@ -137,17 +139,9 @@ pub fn incremental(current: &Ruleset, desired: &Ruleset) -> Option<Nftables<'sta
         .iter()
         .chain(&difference.chains_removed)
         .collect();
-    for name in &emptied {
-        let chain = current
-            .chains
-            .get(*name)
-            .or_else(|| desired.chains.get(*name));
-        if let Some(chain) = chain {
-            let NfListObject::Chain(object) = chain_object(name, chain) else {
-                unreachable!("chain_object makes chains")
-            };
-            commands.push(NfCmd::Flush(FlushObject::Chain(object)));
-        }
+    for name in emptied {
+        let object = chain(name, &current.chains[name]);
+        commands.push(NfCmd::Flush(FlushObject::Chain(object)));
     }
     for name in difference
         .chains_added

@@ -15,6 +15,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 /// The table OpenNSG owns; nothing else in it is ours to keep.
 pub const TABLE: &str = "opennsg";
 pub const FAMILY: NfFamily = NfFamily::INet;
+/// [`FAMILY`] as `nft` spells it on its command line.
+pub const FAMILY_NAME: &str = "inet";
 
 /// The address family of a named set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -313,10 +315,10 @@ pub fn set_object(name: &str, set: &AddressSet) -> NfListObject<'static> {
     }))
 }
 
-/// The typed object that creates chain `name`: base chains filter with policy accept, so that
-/// traffic of interfaces OpenNSG does not manage passes untouched.
-pub fn chain_object(name: &str, chain: &ChainSpec) -> NfListObject<'static> {
-    NfListObject::Chain(nftables::schema::Chain {
+/// Chain `name` as nft's schema has it: base chains filter with policy accept, so that traffic
+/// of interfaces OpenNSG does not manage passes untouched.
+pub fn chain(name: &str, chain: &ChainSpec) -> nftables::schema::Chain<'static> {
+    nftables::schema::Chain {
         family: FAMILY,
         table: TABLE.into(),
         name: name.to_string().into(),
@@ -325,7 +327,12 @@ pub fn chain_object(name: &str, chain: &ChainSpec) -> NfListObject<'static> {
         prio: chain.hook.map(|(_, priority)| priority),
         policy: chain.hook.map(|_| NfChainPolicy::Accept),
         ..Default::default()
-    })
+    }
+}
+
+/// The typed object that creates chain `name`.
+pub fn chain_object(name: &str, spec: &ChainSpec) -> NfListObject<'static> {
+    NfListObject::Chain(chain(name, spec))
 }
 
 /// The typed object that appends `rule` to chain `chain`.
@@ -379,6 +386,11 @@ mod tests {
             .map(|e| element_range(AddressFamily::V6, e).unwrap())
             .collect();
         assert_eq!(back, set.ranges);
+    }
+
+    #[test]
+    fn the_family_name_is_how_the_schema_spells_the_family() {
+        assert_eq!(serde_json::to_value(FAMILY).unwrap(), FAMILY_NAME);
     }
 
     #[test]

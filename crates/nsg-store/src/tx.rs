@@ -169,6 +169,22 @@ struct Current {
     version: u64,
 }
 
+/// The row of `key`, once `precondition` holds for it. A row whose etag is unreadable still
+/// exists (If-None-Match fails on it) but matches no etag.
+fn current_meeting(
+    conn: &Connection,
+    key: &str,
+    id: &ResourceId,
+    precondition: &Precondition,
+) -> Result<Option<Current>, StoreError> {
+    let current = current(conn, key, id)?;
+    precondition.check(
+        id,
+        current.as_ref().map(|c| c.etag.as_deref().unwrap_or("")),
+    )?;
+    Ok(current)
+}
+
 fn current(conn: &Connection, key: &str, id: &ResourceId) -> Result<Option<Current>, StoreError> {
     conn.prepare_cached("SELECT id, etag, version FROM resources WHERE key = ?1")
         .and_then(|mut statement| {
@@ -206,12 +222,7 @@ pub(crate) fn put(
     precondition: &Precondition,
 ) -> Result<PutOutcome, StoreError> {
     let key = key_of(id);
-    let current = current(conn, &key, id)?;
-    // A row whose etag is unreadable still exists (If-None-Match fails on it) but matches no etag.
-    precondition.check(
-        id,
-        current.as_ref().map(|c| c.etag.as_deref().unwrap_or("")),
-    )?;
+    let current = current_meeting(conn, &key, id, precondition)?;
     let text = serde_json::to_string(&document).map_err(|e| StoreError::Corrupt {
         key: key.clone(),
         reason: format!("the document cannot be serialised: {e}"),
@@ -280,11 +291,7 @@ pub(crate) fn delete(
     precondition: &Precondition,
 ) -> Result<bool, StoreError> {
     let key = key_of(id);
-    let current = current(conn, &key, id)?;
-    precondition.check(
-        id,
-        current.as_ref().map(|c| c.etag.as_deref().unwrap_or("")),
-    )?;
+    let current = current_meeting(conn, &key, id, precondition)?;
     if current.is_none() {
         return Ok(false);
     }

@@ -10,7 +10,6 @@ use nsg_policy::resolve::Resolver;
 use nsg_policy::settings::Settings;
 use nsg_tags::Catalog;
 use serde_json::Value;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// How NICs find their interfaces.
@@ -228,11 +227,6 @@ fn list_items(page: &Value) -> Result<&Vec<Value>> {
         .ok_or_else(|| anyhow!("a list response without a value array"))
 }
 
-/// Loads and validates an environment given as resources.
-fn model_of(env: &Environment, catalog: &Catalog) -> Result<Model> {
-    Ok(crate::inputs::validate(env, catalog)?)
-}
-
 /// Applies once, reporting what changed on stderr.
 pub fn apply_once(enforcer: &mut Enforcer, rendered: Rendered) -> Result<()> {
     let started = Instant::now();
@@ -288,7 +282,7 @@ pub fn follow(
                 let applied = (|| {
                     let mut env = Environment::new();
                     env.add_value(&watch.url, Value::Array(resources.clone()))?;
-                    let model = model_of(&env, catalog)?;
+                    let model = crate::inputs::validate(&env, catalog)?;
                     let interfaces = local_interfaces()?;
                     let rendered = render_model(&model, catalog, settings, binding, &interfaces)?;
                     apply_once(enforcer, rendered)
@@ -316,15 +310,6 @@ pub fn follow(
         }
         std::thread::sleep(watch.interval);
     }
-}
-
-/// Loads environment files into a model.
-pub fn load_files(files: &[impl AsRef<Path>], catalog: &Catalog) -> Result<Model> {
-    let env = crate::inputs::load_environment(files)?;
-    for ignored in &env.ignored {
-        eprintln!("opennsg: note: ignoring {ignored}");
-    }
-    model_of(&env, catalog)
 }
 
 #[cfg(test)]

@@ -71,6 +71,15 @@ impl std::fmt::Display for InvalidEnvironment {
 
 impl std::error::Error for InvalidEnvironment {}
 
+/// Loads environment files (notes on ignored documents go to stderr) and validates them.
+pub fn load_model(files: &[impl AsRef<Path>], catalog: &Catalog) -> Result<Model> {
+    let env = load_environment(files)?;
+    for ignored in &env.ignored {
+        eprintln!("opennsg: note: ignoring {ignored}");
+    }
+    Ok(validate(&env, catalog)?)
+}
+
 /// Validates `env` against `catalog`'s tags.
 pub fn validate(env: &Environment, catalog: &Catalog) -> Result<Model, InvalidEnvironment> {
     nsg_model::validate(env, catalog).map_err(InvalidEnvironment)

@@ -92,45 +92,7 @@ enum Command {
     },
     /// Serve the ARM-compatible Microsoft.Network API (network security groups and application
     /// security groups so far) on the embedded store in DATA.
-    Serve {
-        /// Address to listen on. Beyond loopback it needs TLS or --insecure-http.
-        #[arg(long, default_value = "127.0.0.1:8080")]
-        listen: std::net::SocketAddr,
-        /// Directory of the store (created if missing).
-        #[arg(long, default_value = "opennsg-data")]
-        data: PathBuf,
-        /// Microsoft's ServiceTags_*.json files (repeatable), for rules naming service tags.
-        #[arg(long = "service-tags", value_name = "FILE")]
-        service_tags: Vec<PathBuf>,
-        /// Bearer token clients must send; default: $OPENNSG_TOKEN, else DATA/token (created
-        /// with a random token, mode 0600).
-        #[arg(long, env = "OPENNSG_TOKEN", hide_env_values = true)]
-        token: Option<String>,
-        /// Allow plain HTTP on a non-loopback address.
-        #[arg(long)]
-        insecure_http: bool,
-        /// Serve HTTPS with this certificate (PEM; with --tls-key).
-        #[arg(
-            long,
-            value_name = "FILE",
-            requires = "tls_key",
-            conflicts_with = "tls_self_signed"
-        )]
-        tls_cert: Option<PathBuf>,
-        /// The certificate's private key (PEM).
-        #[arg(long, value_name = "FILE", requires = "tls_cert")]
-        tls_key: Option<PathBuf>,
-        /// Serve HTTPS with a self-signed certificate, written to DATA/cert.pem for clients to trust.
-        #[arg(long)]
-        tls_self_signed: bool,
-        /// Answer `GET /msi/token` for `az login --identity`, to callers whose
-        /// X-IDENTITY-HEADER is the bearer token.
-        #[arg(long)]
-        identity_endpoint: bool,
-        /// Subscription ids `GET /subscriptions` lists (repeatable).
-        #[arg(long = "subscription", value_name = "ID")]
-        subscriptions: Vec<String>,
-    },
+    Serve(ServeArgs),
     /// Enforce NSGs on local interfaces with nftables: one table, `inet opennsg`, replaced or
     /// changed atomically. Needs root (CAP_NET_ADMIN) and nft; conntrack for flushConnection.
     Enforce(EnforceArgs),
@@ -190,11 +152,7 @@ struct Loaded {
 
 fn load(args: &EnvArgs) -> Result<Loaded> {
     let catalog = inputs::load_service_tags(&args.service_tags)?;
-    let env = inputs::load_environment(&args.files)?;
-    for ignored in &env.ignored {
-        eprintln!("opennsg: note: ignoring {ignored}");
-    }
-    let model = inputs::validate(&env, &catalog)?;
+    let model = inputs::load_model(&args.files, &catalog)?;
     Ok(Loaded {
         model,
         catalog,
@@ -234,34 +192,7 @@ fn run(cli: Cli) -> Result<u8> {
             flow_logs,
             json,
         } => replay(&load(&env)?, &pcap, &nic, flow_logs.as_deref(), json),
-        Command::Serve {
-            listen,
-            data,
-            service_tags,
-            token,
-            insecure_http,
-            identity_endpoint,
-            subscriptions,
-            tls_cert,
-            tls_key,
-            tls_self_signed,
-        } => {
-            let tls = match (tls_cert, tls_key, tls_self_signed) {
-                (Some(cert), Some(key), _) => Some(TlsSource::Files { cert, key }),
-                (_, _, true) => Some(TlsSource::SelfSigned),
-                _ => None,
-            };
-            serve(ServeArgs {
-                listen,
-                data,
-                service_tags,
-                token,
-                insecure_http,
-                identity_endpoint,
-                subscriptions,
-                tls,
-            })
-        }
+        Command::Serve(args) => serve(args),
         Command::Enforce(args) => enforce(args),
         Command::Bench {
             workload,
@@ -369,7 +300,7 @@ fn enforce(args: EnforceArgs) -> Result<u8> {
         let agent = watch.agent()?;
         enforce::follow(&watch, &catalog, settings, &binding, &mut enforcer, &agent);
     }
-    let model = enforce::load_files(&args.files, &catalog)?;
+    let model = inputs::load_model(&args.files, &catalog)?;
     let interfaces = enforce::local_interfaces()?;
     let rendered = enforce::render_model(&model, &catalog, settings, &binding, &interfaces)?;
     if args.dry_run {
@@ -388,20 +319,45 @@ fn enforce(args: EnforceArgs) -> Result<u8> {
     Ok(0)
 }
 
-enum TlsSource {
-    Files { cert: PathBuf, key: PathBuf },
-    SelfSigned,
-}
-
+#[derive(Args)]
 struct ServeArgs {
+    /// Address to listen on. Beyond loopback it needs TLS or --insecure-http.
+    #[arg(long, default_value = "127.0.0.1:8080")]
     listen: std::net::SocketAddr,
+    /// Directory of the store (created if missing).
+    #[arg(long, default_value = "opennsg-data")]
     data: PathBuf,
+    /// Microsoft's ServiceTags_*.json files (repeatable), for rules naming service tags.
+    #[arg(long = "service-tags", value_name = "FILE")]
     service_tags: Vec<PathBuf>,
+    /// Bearer token clients must send; default: $OPENNSG_TOKEN, else DATA/token (created
+    /// with a random token, mode 0600).
+    #[arg(long, env = "OPENNSG_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// Allow plain HTTP on a non-loopback address.
+    #[arg(long)]
     insecure_http: bool,
+    /// Serve HTTPS with this certificate (PEM; with --tls-key).
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_key",
+        conflicts_with = "tls_self_signed"
+    )]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Serve HTTPS with a self-signed certificate, written to DATA/cert.pem for clients to trust.
+    #[arg(long)]
+    tls_self_signed: bool,
+    /// Answer `GET /msi/token` for `az login --identity`, to callers whose
+    /// X-IDENTITY-HEADER is the bearer token.
+    #[arg(long)]
     identity_endpoint: bool,
+    /// Subscription ids `GET /subscriptions` lists (repeatable).
+    #[arg(long = "subscription", value_name = "ID")]
     subscriptions: Vec<String>,
-    tls: Option<TlsSource>,
 }
 
 fn serve(args: ServeArgs) -> Result<u8> {
@@ -413,7 +369,8 @@ fn serve(args: ServeArgs) -> Result<u8> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let listen = args.listen;
-    if !listen.ip().is_loopback() && args.tls.is_none() && !args.insecure_http {
+    let serves_tls = args.tls_cert.is_some() || args.tls_self_signed;
+    if !listen.ip().is_loopback() && !serves_tls && !args.insecure_http {
         bail!("{listen} is not a loopback address: serve it over TLS (--tls-cert/--tls-key or --tls-self-signed) or pass --insecure-http");
     }
     let catalog = inputs::load_service_tags(&args.service_tags)?;
@@ -423,14 +380,13 @@ fn serve(args: ServeArgs) -> Result<u8> {
         Some(token) if !token.trim().is_empty() => token,
         _ => stored_token(&args.data)?,
     };
-    let tls = match args.tls {
-        None => None,
-        Some(TlsSource::Files { cert, key }) => Some(nsg_api::Tls {
+    let tls = match (args.tls_cert, args.tls_key, args.tls_self_signed) {
+        (Some(cert), Some(key), _) => Some(nsg_api::Tls {
             cert_pem: std::fs::read(&cert)
                 .with_context(|| format!("reading {}", cert.display()))?,
             key_pem: std::fs::read(&key).with_context(|| format!("reading {}", key.display()))?,
         }),
-        Some(TlsSource::SelfSigned) => {
+        (_, _, true) => {
             let names = if listen.ip().is_unspecified() {
                 Vec::new()
             } else {
@@ -447,6 +403,7 @@ fn serve(args: ServeArgs) -> Result<u8> {
             );
             Some(tls)
         }
+        _ => None,
     };
     let mut state = nsg_api::AppState::new(store, std::sync::Arc::new(catalog), vec![token]);
     state.identity_endpoint = args.identity_endpoint;

@@ -99,12 +99,16 @@ impl Topology {
             .1
     }
 
+    /// Runs `opennsg ARGS` in the router namespace.
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        self.router
+            .exec(env!("CARGO_BIN_EXE_opennsg"), args)
+            .expect("opennsg runs")
+    }
+
     /// Runs `opennsg ARGS` in the router namespace; panics with its stderr if it fails.
     fn opennsg(&self, args: &[&str]) -> String {
-        let output = self
-            .router
-            .exec(env!("CARGO_BIN_EXE_opennsg"), args)
-            .expect("opennsg runs");
+        let output = self.run(args);
         assert!(
             output.status.success(),
             "opennsg {args:?} failed: {}",
@@ -215,6 +219,14 @@ fn seed_topology() -> Topology {
     ])
 }
 
+/// The seed's VM2 (subnet NSG1 only) and the internet host.
+fn vm2_and_the_internet() -> Topology {
+    Topology::new(&[
+        ("vm2", &["10.0.1.5"], None),
+        ("inet", &["203.0.113.10"], None),
+    ])
+}
+
 #[test]
 fn the_seed_picture_holds_for_real_traffic() {
     let topology = seed_topology();
@@ -306,10 +318,7 @@ fn the_asg_example_holds_for_real_traffic() {
 
 #[test]
 fn a_connection_outlives_the_rule_that_allowed_it_unless_the_nsg_flushes() {
-    let topology = Topology::new(&[
-        ("vm2", &["10.0.1.5"], None),
-        ("inet", &["203.0.113.10"], None),
-    ]);
+    let topology = vm2_and_the_internet();
     let vm2 = topology.host("vm2");
     let _echo = EchoServer::start(&vm2.ns, SocketAddr::new(vm2.address, 80)).expect("echo");
     let binds = ["vm2-nic=vm2"];
@@ -355,10 +364,7 @@ fn a_connection_outlives_the_rule_that_allowed_it_unless_the_nsg_flushes() {
 
 #[test]
 fn drift_is_reported_and_repaired() {
-    let topology = Topology::new(&[
-        ("vm2", &["10.0.1.5"], None),
-        ("inet", &["203.0.113.10"], None),
-    ]);
+    let topology = vm2_and_the_internet();
     let env = load("seed-vms-http.json");
     topology.enforce(&env, &["vm2-nic=vm2"]);
     assert!(topology.tcp("inet", "vm2", 80));
@@ -376,13 +382,7 @@ fn drift_is_reported_and_repaired() {
     );
     let path = topology.dir.path().join("env.json");
     let path = path.to_str().expect("utf-8");
-    let check = topology
-        .router
-        .exec(
-            env!("CARGO_BIN_EXE_opennsg"),
-            ["enforce", path, "--bind", "vm2-nic=vm2", "--check"],
-        )
-        .expect("check runs");
+    let check = topology.run(&["enforce", path, "--bind", "vm2-nic=vm2", "--check"]);
     assert_eq!(check.status.code(), Some(1), "drift exits 1");
     assert_eq!(
         String::from_utf8_lossy(&check.stdout).trim(),
@@ -398,10 +398,7 @@ fn drift_is_reported_and_repaired() {
 
 #[test]
 fn a_failed_apply_leaves_the_previous_policy_in_force() {
-    let topology = Topology::new(&[
-        ("vm2", &["10.0.1.5"], None),
-        ("inet", &["203.0.113.10"], None),
-    ]);
+    let topology = vm2_and_the_internet();
     topology.enforce(&load("seed-vms-http.json"), &["vm2-nic=vm2"]);
     // A policy that would open port 22, applied by a process the kernel refuses (no
     // CAP_NET_ADMIN): nft fails, the command says why, and the table in force is unchanged.
@@ -531,10 +528,7 @@ fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
 fn enforce_follows_a_server_and_repairs_drift() {
     const TOKEN: &str = "watch-test-token";
     const PORT: u16 = 18080;
-    let topology = Topology::new(&[
-        ("vm2", &["10.0.1.5"], None),
-        ("inet", &["203.0.113.10"], None),
-    ]);
+    let topology = vm2_and_the_internet();
     let vm2 = topology.host("vm2");
     // One HTTP echo server for the whole test: new connections and the long-lived one.
     let _http = EchoServer::start(&vm2.ns, SocketAddr::new(vm2.address, 80)).expect("echo");
