@@ -164,6 +164,12 @@ pub struct NetworkInterfaceProperties {
     pub network_security_group: Option<SubResource>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mac_address: Option<String>,
+    #[serde(
+        rename = "enableIPForwarding",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub enable_ip_forwarding: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub virtual_machine: Option<SubResource>,
     #[serde(flatten)]

@@ -64,6 +64,8 @@ pub struct NetworkInterface {
     pub id: ResourceId,
     pub location: Option<String>,
     pub mac_address: Option<String>,
+    /// `enableIPForwarding`: the NIC may send from and receive for addresses not its own.
+    pub enable_ip_forwarding: bool,
     pub network_security_group: Option<ResourceId>,
     pub ip_configurations: Vec<IpConfiguration>,
     pub virtual_machine: Option<ResourceId>,

@@ -1220,6 +1220,7 @@ impl<'t> Validator<'t> {
             id: id.clone(),
             location: doc.location.clone(),
             mac_address: p.mac_address.clone(),
+            enable_ip_forwarding: p.enable_ip_forwarding.unwrap_or(false),
             network_security_group,
             ip_configurations,
             virtual_machine,

@@ -33,7 +33,8 @@ pub struct Lab {
     created: Mutex<Vec<Netns>>,
 }
 
-/// The router's end of a veth pair made by [`Lab::attach`].
+/// The router's end of a veth pair made by [`Lab::attach`] or
+/// [`Lab::attach_to_bridge`](crate::Lab::attach_to_bridge).
 #[derive(Clone, Debug)]
 pub struct RouterSide {
     /// Interface name in the router namespace, e.g. "vm1" (at most 15 bytes).
@@ -56,14 +57,16 @@ impl RouterSide {
     }
 }
 
-/// The guest's end of a veth pair made by [`Lab::attach`].
+/// The guest's end of a veth pair made by [`Lab::attach`] or
+/// [`Lab::attach_to_bridge`](crate::Lab::attach_to_bridge).
 #[derive(Clone, Debug)]
 pub struct GuestSide {
     /// Interface name in the guest namespace, usually "eth0" (at most 15 bytes).
     pub ifname: String,
     /// MAC address; the kernel picks a random one when `None`.
     pub mac: Option<[u8; 6]>,
-    /// Addresses of the guest, each added as a host address (/32 or /128).
+    /// Addresses of the guest: host addresses (/32, /128) when routed; on a bridge, they take
+    /// the prefix length of the bridge subnet they are in.
     pub addresses: Vec<IpAddr>,
 }
 
@@ -160,26 +163,8 @@ impl Lab {
         router_side: &RouterSide,
         guest_side: &GuestSide,
     ) -> Result<(), LabError> {
-        check_ifname(&router_side.ifname)?;
-        check_ifname(&guest_side.ifname)?;
+        create_veth(router, guest, router_side, guest_side)?;
         let (r_if, g_if) = (router_side.ifname.as_str(), guest_side.ifname.as_str());
-
-        // Both ends are created directly in their namespaces, so the names can never clash
-        // with interfaces of the host or of other labs.
-        let mut create: Vec<String> = vec!["link".into(), "add".into(), "name".into(), r_if.into()];
-        if let Some(mac) = router_side.mac {
-            create.extend(["address".into(), format_mac(mac)]);
-        }
-        create.extend(["type", "veth", "peer", "name", g_if].map(String::from));
-        if let Some(mac) = guest_side.mac {
-            create.extend(["address".into(), format_mac(mac)]);
-        }
-        create.extend(["netns".into(), guest.name().into()]);
-        router.ip(&create)?;
-
-        for (ns, ifname) in [(router, r_if), (guest, g_if)] {
-            ns.write_sysctl(&format!("net/ipv6/conf/{ifname}/accept_dad"), "0")?;
-        }
         router.write_sysctl(&format!("net/ipv4/conf/{r_if}/proxy_arp"), "1")?;
 
         for address in &guest_side.addresses {
@@ -241,6 +226,37 @@ impl Drop for Lab {
     }
 }
 
+/// Creates the veth pair `router_side` (in `router`) -- `guest_side` (in `guest`), both down,
+/// with their names and MACs and IPv6 DAD off; addresses and routes are the caller's business.
+pub(crate) fn create_veth(
+    router: &Netns,
+    guest: &Netns,
+    router_side: &RouterSide,
+    guest_side: &GuestSide,
+) -> Result<(), LabError> {
+    check_ifname(&router_side.ifname)?;
+    check_ifname(&guest_side.ifname)?;
+    let (r_if, g_if) = (router_side.ifname.as_str(), guest_side.ifname.as_str());
+
+    // Both ends are created directly in their namespaces, so the names can never clash
+    // with interfaces of the host or of other labs.
+    let mut create: Vec<String> = vec!["link".into(), "add".into(), "name".into(), r_if.into()];
+    if let Some(mac) = router_side.mac {
+        create.extend(["address".into(), format_mac(mac)]);
+    }
+    create.extend(["type", "veth", "peer", "name", g_if].map(String::from));
+    if let Some(mac) = guest_side.mac {
+        create.extend(["address".into(), format_mac(mac)]);
+    }
+    create.extend(["netns".into(), guest.name().into()]);
+    router.ip(&create)?;
+
+    for (ns, ifname) in [(router, r_if), (guest, g_if)] {
+        ns.write_sysctl(&format!("net/ipv6/conf/{ifname}/accept_dad"), "0")?;
+    }
+    Ok(())
+}
+
 fn host_prefix_len(address: &IpAddr) -> u8 {
     match address {
         IpAddr::V4(_) => 32,
@@ -248,7 +264,7 @@ fn host_prefix_len(address: &IpAddr) -> u8 {
     }
 }
 
-fn format_mac(mac: [u8; 6]) -> String {
+pub(crate) fn format_mac(mac: [u8; 6]) -> String {
     mac.map(|byte| format!("{byte:02x}")).join(":")
 }
 
@@ -270,7 +286,7 @@ fn check_short_name(short: &str) -> Result<(), LabError> {
     })
 }
 
-fn check_ifname(ifname: &str) -> Result<(), LabError> {
+pub(crate) fn check_ifname(ifname: &str) -> Result<(), LabError> {
     // The kernel's own rules (dev_valid_name), checked here for a clearer message.
     let reason = if ifname.is_empty() || ifname.len() > MAX_IFNAME_LEN {
         "must be 1 to 15 bytes long"

@@ -9,6 +9,12 @@
 //! through the gateways [`GATEWAY_V4`] and [`GATEWAY_V6`]. So traffic between two guests
 //! always crosses the router's forward path, where the firewall under test sits.
 //!
+//! Guests can also be bridged, the way libvirt, Docker and LXD attach them
+//! ([`Lab::bridge`], [`Lab::attach_to_bridge`]): guests on one bridge share a subnet and reach
+//! each other on-link, and reach everything else through the bridge's addresses on the router.
+//! [`FrameSender`] and [`Capture::open_frames`] send and observe whole Ethernet frames there,
+//! for layer-2 probes such as spoofed ARP replies (see [`packet`] for builders).
+//!
 //! ```no_run
 //! use std::time::Duration;
 //! use nsg_netlab::{ping, GuestSide, Lab, RouterSide};
@@ -28,6 +34,7 @@
 //! Every traffic helper is bounded by the timeout it is given, and every background thread
 //! stops when its owner is dropped.
 
+mod bridge;
 mod error;
 mod http;
 mod lab;
@@ -38,12 +45,13 @@ mod raw;
 mod tcp;
 mod udp;
 
+pub use bridge::Bridge;
 pub use error::LabError;
 pub use http::{http_request, tls_client, HttpResponse};
 pub use lab::{GuestSide, Lab, RouterSide, GATEWAY_V4, GATEWAY_V6};
 pub use netns::{in_namespace, Netns};
-pub use packet::FiveTuple;
+pub use packet::{FiveTuple, IcmpError};
 pub use ping::ping;
-pub use raw::{Capture, RawSender};
+pub use raw::{Capture, FrameSender, RawSender};
 pub use tcp::{echo_roundtrip, tcp_connect, tcp_listen, EchoServer};
 pub use udp::{udp_bind, udp_exchange, ReceivedDatagram, UdpEchoServer, UdpExchange};

@@ -1,5 +1,6 @@
-//! Single-packet probing: send a hand-built IP packet from one namespace, see whether it
-//! arrives on an interface of another. Much faster than a connection per verdict.
+//! Single-packet probing: send a hand-built IP packet (or whole Ethernet frame) from one
+//! namespace, see whether it arrives on an interface of another. Much faster than a connection
+//! per verdict.
 
 use std::io;
 use std::mem;
@@ -19,6 +20,9 @@ const CAPTURE_BUFFER_LEN: usize = 65_536;
 /// Kernel receive buffer of a capture, so a burst of a few thousand small probes is kept
 /// until the test drains it (the default holds only a few hundred).
 const CAPTURE_SOCKET_BUFFER: libc::c_int = 8 << 20;
+
+/// Destination MAC, source MAC, ethertype.
+const ETHERNET_HEADER_LEN: usize = 14;
 
 /// Below this a socket receive timeout would round down to "block forever".
 const MIN_WAIT: Duration = Duration::from_millis(1);
@@ -89,24 +93,96 @@ impl RawSender {
     }
 }
 
-/// Records the IP packets that arrive on one interface of a namespace (not those it sends),
-/// from the moment it is opened. Link-layer headers are stripped; ARP and other non-IP frames
-/// are skipped.
-pub struct Capture {
+/// Sends caller-built Ethernet frames out of one interface of a namespace, exactly as given:
+/// source MAC, ethertype and everything after them are the caller's (the kernel neither routes
+/// nor resolves anything, and adds no padding). For layer-2 probes such as spoofed ARP replies
+/// and neighbour advertisements.
+pub struct FrameSender {
     description: String,
     socket: Socket,
 }
 
+impl FrameSender {
+    pub fn open(ns: &Netns, ifname: &str) -> io::Result<FrameSender> {
+        let description = format!("frame sender on {ifname} in {ns}");
+        let socket = ns
+            .run(|| {
+                let socket = Socket::new(Domain::PACKET, Type::RAW, None)?;
+                let ifindex = rustix::net::netdevice::name_to_index(&socket, ifname)?;
+                // Bound with protocol 0: the interface to send on, and no frames to receive, so
+                // nothing piles up in a queue nobody reads.
+                packet_socket::bind(&socket, ifindex, 0)?;
+                Ok(socket)
+            })
+            .map_err(|err| with_context(err, &description))?;
+        Ok(FrameSender {
+            description,
+            socket,
+        })
+    }
+
+    /// Sends one whole Ethernet frame (destination MAC first, no FCS).
+    pub fn send(&self, frame: &[u8]) -> io::Result<()> {
+        if frame.len() < ETHERNET_HEADER_LEN {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{}: a frame of {} bytes has no room for an Ethernet header",
+                    self.description,
+                    frame.len()
+                ),
+            ));
+        }
+        let sent = self
+            .socket
+            .send(frame)
+            .map_err(|err| with_context(err, &self.description))?;
+        if sent != frame.len() {
+            return Err(io::Error::other(format!(
+                "{}: sent {sent} of {} bytes",
+                self.description,
+                frame.len()
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Records what arrives on one interface of a namespace (not what it sends), from the moment
+/// it is opened: IP packets without their link-layer headers ([`open`](Self::open)), or whole
+/// Ethernet frames of every protocol, ARP included ([`open_frames`](Self::open_frames)).
+pub struct Capture {
+    description: String,
+    socket: Socket,
+    /// Whole frames of every protocol, rather than IP packets only.
+    frames: bool,
+}
+
 impl Capture {
+    /// Captures arriving IPv4 and IPv6 packets, link-layer headers stripped; ARP and other
+    /// non-IP frames are skipped.
     pub fn open(ns: &Netns, ifname: &str) -> io::Result<Capture> {
-        let description = format!("capture on {ifname} in {ns}");
+        Capture::open_kind(ns, ifname, false)
+    }
+
+    /// Captures arriving Ethernet frames whole (from the destination MAC on) and of every
+    /// protocol: ARP, IP, and anything else.
+    pub fn open_frames(ns: &Netns, ifname: &str) -> io::Result<Capture> {
+        Capture::open_kind(ns, ifname, true)
+    }
+
+    fn open_kind(ns: &Netns, ifname: &str, frames: bool) -> io::Result<Capture> {
+        let kind = if frames { "frame capture" } else { "capture" };
+        let description = format!("{kind} on {ifname} in {ns}");
+        // SOCK_RAW keeps the link-layer header; SOCK_DGRAM strips it.
+        let socket_type = if frames { Type::RAW } else { Type::DGRAM };
         let socket = ns
             .run(|| {
                 // Protocol 0 receives nothing until bound; created with "all protocols" it
                 // would first see traffic of every interface.
-                let socket = Socket::new(Domain::PACKET, Type::DGRAM, None)?;
+                let socket = Socket::new(Domain::PACKET, socket_type, None)?;
                 let ifindex = rustix::net::netdevice::name_to_index(&socket, ifname)?;
-                packet_socket::bind_all_protocols(&socket, ifindex)?;
+                packet_socket::bind(&socket, ifindex, libc::ETH_P_ALL as u16)?;
                 packet_socket::force_receive_buffer(&socket, CAPTURE_SOCKET_BUFFER)?;
                 Ok(socket)
             })
@@ -114,16 +190,17 @@ impl Capture {
         Ok(Capture {
             description,
             socket,
+            frames,
         })
     }
 
-    /// The next arriving IP packet, waiting at most `timeout`; `None` if none came.
+    /// The next arriving IP packet (or frame), waiting at most `timeout`; `None` if none came.
     pub fn next_packet(&self, timeout: Duration) -> io::Result<Option<Vec<u8>>> {
         self.receive_before(Instant::now() + timeout, &mut vec![0; CAPTURE_BUFFER_LEN])
     }
 
-    /// Every IP packet arriving within `window` (those already queued included); with a zero
-    /// window, just what is queued.
+    /// Every IP packet (or frame) arriving within `window` (those already queued included);
+    /// with a zero window, just what is queued.
     pub fn drain(&self, window: Duration) -> io::Result<Vec<Vec<u8>>> {
         let deadline = Instant::now() + window;
         let mut packets = Vec::new();
@@ -144,10 +221,10 @@ impl Capture {
                     .map_err(|err| with_context(err, &self.description))?;
             }
             match packet_socket::receive(&self.socket, buffer, wait) {
-                Ok(frame) if frame.incoming && frame.is_ip => {
+                Ok(frame) if frame.incoming && (self.frames || frame.is_ip) => {
                     return Ok(Some(buffer[..frame.len].to_vec()))
                 }
-                Ok(_) => {} // sent by this interface, or not IP
+                Ok(_) => {} // sent by this interface, or not IP when only IP is wanted
                 Err(err)
                     if matches!(
                         err.kind(),
@@ -173,15 +250,16 @@ mod packet_socket {
         pub(super) is_ip: bool,
     }
 
-    /// Binds to one interface, for frames of every protocol.
-    pub(super) fn bind_all_protocols(socket: &Socket, ifindex: u32) -> io::Result<()> {
+    /// Binds to one interface, for frames of `protocol` (an ethertype; ETH_P_ALL for every
+    /// protocol, 0 for none).
+    pub(super) fn bind(socket: &Socket, ifindex: u32, protocol: u16) -> io::Result<()> {
         let ifindex = libc::c_int::try_from(ifindex).map_err(|_| {
             io::Error::new(io::ErrorKind::InvalidInput, "interface index out of range")
         })?;
         // SAFETY: sockaddr_ll is plain old data, for which all zeroes is a valid value.
         let mut address: libc::sockaddr_ll = unsafe { mem::zeroed() };
         address.sll_family = libc::AF_PACKET as libc::sa_family_t;
-        address.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
+        address.sll_protocol = protocol.to_be();
         address.sll_ifindex = ifindex;
         // SAFETY: the pointer and length describe `address`, which outlives the call.
         let result = unsafe {

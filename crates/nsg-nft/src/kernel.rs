@@ -12,6 +12,15 @@ use std::process::{Command, Output, Stdio};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KernelError {
+    #[error(
+        "{program} is not installed: install {package} (Debian and Ubuntu: apt install {package})"
+    )]
+    NotInstalled {
+        program: String,
+        package: &'static str,
+    },
+    #[error("{what}: operation not permitted: run as root or with CAP_NET_ADMIN")]
+    NotPermitted { what: String },
     #[error("could not run {program}: {source}")]
     Spawn {
         program: String,
@@ -71,11 +80,25 @@ impl Kernel {
             })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let spawn_error = |source| KernelError::Spawn {
+        let spawn_error = |source: std::io::Error| KernelError::Spawn {
             program: program.to_string(),
             source,
         };
-        let mut child = command.spawn().map_err(spawn_error)?;
+        let mut child = command.spawn().map_err(|source| {
+            if source.kind() == std::io::ErrorKind::NotFound && self.prefix.is_empty() {
+                KernelError::NotInstalled {
+                    program: program.to_string(),
+                    // Both programs come in Debian packages of their own name.
+                    package: if program == "nft" {
+                        "nftables"
+                    } else {
+                        "conntrack"
+                    },
+                }
+            } else {
+                spawn_error(source)
+            }
+        })?;
         if let Some(input) = stdin {
             let mut pipe = child.stdin.take().expect("stdin was piped");
             pipe.write_all(input).map_err(spawn_error)?;
@@ -89,10 +112,7 @@ impl Kernel {
         let json = serde_json::to_vec(batch).expect("typed nftables documents serialise");
         let output = self.run("nft", &["-j", "-f", "-"], Some(&json))?;
         if !output.status.success() {
-            return Err(KernelError::Failed {
-                what: "nft -j -f -".into(),
-                stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
-            });
+            return Err(failure("nft -j -f -".into(), &output));
         }
         Ok(())
     }
@@ -106,10 +126,7 @@ impl Kernel {
             if stderr.contains("No such file or directory") {
                 return Ok(None);
             }
-            return Err(KernelError::Failed {
-                what: format!("nft list table {family} {TABLE}"),
-                stderr: stderr.trim().to_string(),
-            });
+            return Err(failure(format!("nft list table {family} {TABLE}"), &output));
         }
         Ok(Some(String::from_utf8_lossy(&output.stdout).into_owned()))
     }
@@ -137,13 +154,20 @@ impl Kernel {
                 // conntrack exits 1 when nothing matched, which is not a failure here.
                 let stderr = String::from_utf8_lossy(&output.stderr);
                 if !output.status.success() && !stderr.contains("0 flow entries") {
-                    return Err(KernelError::Failed {
-                        what: format!("conntrack -D {end} {address}"),
-                        stderr: stderr.trim().to_string(),
-                    });
+                    return Err(failure(format!("conntrack -D {end} {address}"), &output));
                 }
             }
         }
         Ok(())
+    }
+}
+
+/// The error of a command that ran and failed, telling a missing privilege from the rest.
+fn failure(what: String, output: &Output) -> KernelError {
+    let stderr = String::from_utf8_lossy(&output.stderr).trim().to_string();
+    if stderr.contains("Operation not permitted") {
+        KernelError::NotPermitted { what }
+    } else {
+        KernelError::Failed { what, stderr }
     }
 }

@@ -7,12 +7,13 @@
 //!
 //! | priority | base chain (`forward`; `input`/`output` take their half) | per bound NIC |
 //! |---|---|---|
-//! | -5 | `forward`: conntrack, then guards | `NIC-out`: DHCP, anti-spoofing; `NIC-in`: anti-spoofing |
+//! | -5 | `forward`: guards, then conntrack | `NIC-out`: DHCP, anti-spoofing, `invalid`, foreign ICMP errors; `NIC-in`: the same but DHCP |
 //! | -4, -3 | `forward-out-1`, `forward-out-2` | `NIC-out-nic`, `NIC-out-subnet`: the outbound stages in Azure's order |
 //! | -2 | `forward-smtp` | `NIC-out-smtp`: the outbound TCP 25 block |
 //! | -1, 0 | `forward-in-1`, `forward-in-2` | `NIC-in-subnet`, `NIC-in-nic`: the inbound stages |
 //!
-//! Every base chain first accepts `established,related` (flow records). A packet between two
+//! The guards run before any flow record is trusted, since conntrack matches 5-tuples, not
+//! interfaces (K4); every other base chain first accepts `established,related`. A packet between two
 //! bound NICs meets the sender's outbound stages, then the receiver's inbound stages. Traffic to
 //! a platform service meets, per stage, only the rules naming its tag; DHCP meets no stage.
 //! A long stage is split into blocks the stage chain jumps to in turn, so that a one-rule change
@@ -214,18 +215,19 @@ pub fn render(nics: &[BoundNic<'_>], sets: &SetArena, settings: &Settings) -> Re
             if jumps.is_empty() && slot != Slot::Guard {
                 continue;
             }
-            let mut rules = vec![established()];
-            if slot == Slot::Guard {
-                rules.push(rule(
-                    vec![ct_state(&["invalid"])],
-                    Statement::Drop(None),
-                    None,
-                ));
-            }
+            let mut rules = Vec::new();
             if hook != NfHook::Forward {
                 rules.push(neighbour_discovery());
             }
-            rules.extend(jumps);
+            if slot == Slot::Guard {
+                // Anti-spoofing holds for every packet: the guards run before any flow record
+                // is trusted, since conntrack matches 5-tuples, not interfaces (K4).
+                rules.extend(jumps);
+                rules.push(established());
+            } else {
+                rules.push(established());
+                rules.extend(jumps);
+            }
             renderer.rendered.ruleset.chains.insert(
                 slot.chain_name(hook_name),
                 ChainSpec {
@@ -267,7 +269,7 @@ impl Renderer<'_> {
             })
             .collect();
         let mut guard_out = vec![dhcp()];
-        guard_out.extend(anti_spoofing(policy, "saddr"));
+        guard_out.extend(guards(policy, "saddr"));
         self.add_nic_chain(
             nic,
             Slot::Guard,
@@ -275,7 +277,7 @@ impl Renderer<'_> {
             format!("{label}-out"),
             guard_out,
         );
-        let guard_in = anti_spoofing(policy, "daddr");
+        let guard_in = guards(policy, "daddr");
         self.add_nic_chain(
             nic,
             Slot::Guard,
@@ -510,8 +512,9 @@ impl Renderer<'_> {
                         .collect(),
                     AddressFamily::V6 => prefixes.v6_ranges().to_vec(),
                 };
+                let label = self.arena.label(id).to_string();
                 let name = self
-                    .add_set(family, ranges)
+                    .add_set(family, ranges, &label)
                     .expect("callers ask only for families the set has");
                 self.set_names.insert((id, family), name.clone());
                 name
@@ -523,7 +526,15 @@ impl Renderer<'_> {
         )
     }
 
-    fn add_set(&mut self, family: AddressFamily, ranges: Vec<(u128, u128)>) -> Option<String> {
+    /// Adds the set of `ranges`, named `v4-LABEL-HASH`: the hash of its content makes the name
+    /// stable and shared, the label of its first use says what it is in `nft list ruleset`
+    /// (nft 1.0.6 drops set comments given in JSON, so the name carries it).
+    fn add_set(
+        &mut self,
+        family: AddressFamily,
+        ranges: Vec<(u128, u128)>,
+        label: &str,
+    ) -> Option<String> {
         if ranges.is_empty() {
             return None;
         }
@@ -534,6 +545,7 @@ impl Renderer<'_> {
         };
         let mut hasher = rustc_hash::FxHasher::default();
         set.hash(&mut hasher);
+        let prefix = format!("{prefix}-{}", set_name_label(label));
         let mut name = format!("{prefix}-{:016x}", hasher.finish());
         let sets = &mut self.rendered.ruleset.sets;
         // Names are content; a hash collision between different contents gets a suffix.
@@ -678,22 +690,76 @@ fn dhcp() -> RuleSpec {
     )
 }
 
+/// The checks every packet from (`saddr`) or to (`daddr`) a NIC passes before its flow record or
+/// any rule is considered (K4): anti-spoofing, conntrack's `invalid`, and ICMP errors that cite
+/// a connection of someone else.
+fn guards(policy: &NicPolicy, field: &str) -> Vec<RuleSpec> {
+    let mut rules = anti_spoofing(policy, field);
+    rules.push(rule(
+        vec![ct_state(&["invalid"])],
+        Statement::Drop(None),
+        "conntrack: invalid".to_string(),
+    ));
+    if !policy.ip_forwarding {
+        rules.extend(foreign_related(policy));
+    }
+    rules
+}
+
+/// Related packets (ICMP errors) from or to a NIC must be about a connection the NIC is an end
+/// of: otherwise a guest could deliver crafted errors citing another guest's flow, past every
+/// rule. A NIC with IP forwarding is a router, whose errors about transit flows are genuine.
+fn foreign_related(policy: &NicPolicy) -> Vec<RuleSpec> {
+    let mut rules = Vec::new();
+    for family in [AddressFamily::V4, AddressFamily::V6] {
+        let own = own_addresses(policy, family);
+        if own.is_empty() {
+            continue;
+        }
+        // nft names the original direction's addresses `ct original ip saddr`: the family is
+        // part of the key, not a field of its own.
+        let not_own = |field: &str| {
+            Statement::Match(Match {
+                left: Expression::Named(NamedExpression::CT(nftables::expr::CT {
+                    key: format!("{} {field}", family.payload_protocol()).into(),
+                    family: None,
+                    dir: Some(nftables::expr::CTDir::Original),
+                })),
+                right: addresses(&own),
+                op: Operator::NEQ,
+            })
+        };
+        rules.push(rule(
+            vec![ct_state(&["related"]), not_own("saddr"), not_own("daddr")],
+            Statement::Drop(None),
+            "related to a connection that is not the NIC's".to_string(),
+        ));
+    }
+    rules
+}
+
+/// The NIC's addresses and prefixes of one family.
+fn own_addresses(policy: &NicPolicy, family: AddressFamily) -> Vec<IpNet> {
+    policy
+        .addresses
+        .iter()
+        .filter(|net| {
+            matches!(
+                (net, family),
+                (IpNet::V4(_), AddressFamily::V4) | (IpNet::V6(_), AddressFamily::V6)
+            )
+        })
+        .copied()
+        .collect()
+}
+
 /// Packets whose NIC-side address is not the NIC's are dropped, as Azure does for NICs without IP
-/// forwarding.
+/// forwarding; a NIC with IP forwarding may send and receive for any address of the families it
+/// has.
 fn anti_spoofing(policy: &NicPolicy, field: &str) -> Vec<RuleSpec> {
     let mut rules = Vec::new();
     for family in [AddressFamily::V4, AddressFamily::V6] {
-        let own: Vec<IpNet> = policy
-            .addresses
-            .iter()
-            .filter(|net| {
-                matches!(
-                    (net, family),
-                    (IpNet::V4(_), AddressFamily::V4) | (IpNet::V6(_), AddressFamily::V6)
-                )
-            })
-            .copied()
-            .collect();
+        let own = own_addresses(policy, family);
         let statement = if own.is_empty() {
             equals(
                 Expression::Named(NamedExpression::Meta(Meta {
@@ -704,6 +770,8 @@ fn anti_spoofing(policy: &NicPolicy, field: &str) -> Vec<RuleSpec> {
                     AddressFamily::V6 => "ipv6".into(),
                 }),
             )
+        } else if policy.ip_forwarding {
+            continue;
         } else {
             Statement::Match(Match {
                 left: payload(family.payload_protocol(), field),
@@ -905,6 +973,25 @@ fn jump(target: &str) -> Statement<'static> {
     Statement::Jump(JumpTarget {
         target: target.to_string().into(),
     })
+}
+
+/// Longest label in a set name: names stay readable in listings.
+const SET_LABEL_LIMIT: usize = 40;
+
+/// `label` in the characters nft allows in a set name after its first (letters, digits and
+/// `/-_.`), others as `-`, shortened to [`SET_LABEL_LIMIT`].
+fn set_name_label(label: &str) -> String {
+    label
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "/-_.".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(SET_LABEL_LIMIT)
+        .collect()
 }
 
 fn limit_comment(mut comment: String) -> String {

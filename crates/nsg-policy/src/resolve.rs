@@ -18,24 +18,30 @@ use std::collections::HashMap;
 pub struct SetId(pub u32);
 
 /// Interned prefix sets: equal sets are stored once and shared by every rule and NIC using them.
+/// Each keeps a label saying what it is, from its first use (`Internet`, `Storage.WestEurope`,
+/// `AsgWeb`, `NSG1/Allow-Web source`), for people reading the kernel's table.
 #[derive(Clone, Debug, Default)]
 pub struct SetArena {
-    sets: Vec<PrefixSet>,
+    sets: Vec<(PrefixSet, String)>,
     ids: HashMap<PrefixSet, SetId>,
 }
 
 impl SetArena {
-    pub fn intern(&mut self, set: PrefixSet) -> SetId {
+    pub fn intern(&mut self, set: PrefixSet, label: impl FnOnce() -> String) -> SetId {
         if let Some(&id) = self.ids.get(&set) {
             return id;
         }
         let id = SetId(u32::try_from(self.sets.len()).expect("fewer than 2^32 distinct sets"));
-        self.sets.push(set.clone());
+        self.sets.push((set.clone(), label()));
         self.ids.insert(set, id);
         id
     }
     pub fn get(&self, id: SetId) -> &PrefixSet {
-        &self.sets[id.0 as usize]
+        &self.sets[id.0 as usize].0
+    }
+    /// What the set stands for, as first interned.
+    pub fn label(&self, id: SetId) -> &str {
+        &self.sets[id.0 as usize].1
     }
     pub fn len(&self) -> usize {
         self.sets.len()
@@ -129,6 +135,9 @@ pub struct NicPolicy {
     pub nic: ResourceId,
     pub mac_address: Option<String>,
     pub addresses: Vec<IpNet>,
+    /// `enableIPForwarding`: the NIC sends and receives for other addresses too (a router or
+    /// appliance), so its addresses do not limit its traffic.
+    pub ip_forwarding: bool,
     pub subnet: ResourceId,
     pub virtual_network: SetId,
     pub internet: SetId,
@@ -258,6 +267,7 @@ impl<'a> Resolver<'a> {
         Ok(NicPolicy {
             nic: nic.id.clone(),
             mac_address: nic.mac_address.clone(),
+            ip_forwarding: nic.enable_ip_forwarding,
             addresses: nic.ip_configurations.iter().map(|c| c.address).collect(),
             subnet: subnet_id,
             virtual_network: context.virtual_network,
@@ -275,7 +285,10 @@ impl<'a> Resolver<'a> {
             None => {
                 let vnet_set = self.virtual_network_set(nic);
                 let internet = context::internet(&vnet_set);
-                let sets = (self.sets.intern(vnet_set), self.sets.intern(internet));
+                let sets = (
+                    self.sets.intern(vnet_set, || "VirtualNetwork".into()),
+                    self.sets.intern(internet, || "Internet".into()),
+                );
                 self.nic_sets.insert(nic.id.clone(), sets);
                 sets
             }
@@ -355,9 +368,17 @@ impl<'a> Resolver<'a> {
             priority: rule.priority,
             access: rule.access,
             protocol: rule.protocol,
-            source: self.side(context, &rule.source).map_err(unknown)?,
+            source: self
+                .side(context, &rule.source, || {
+                    format!("{}/{} source", nsg.name(), rule.name)
+                })
+                .map_err(unknown)?,
             source_ports: rule.source_ports.clone(),
-            destination: self.side(context, &rule.destination).map_err(unknown)?,
+            destination: self
+                .side(context, &rule.destination, || {
+                    format!("{}/{} destination", nsg.name(), rule.name)
+                })
+                .map_err(unknown)?,
             destination_ports: rule.destination_ports.clone(),
             applies,
             platform_tag,
@@ -365,26 +386,35 @@ impl<'a> Resolver<'a> {
     }
 
     /// The addresses a rule side stands for at this NIC, as an interned set (`Any` for `*`).
+    /// `rule_side` labels a set of prefixes written in the rule (`NSG1/Allow-Web source`).
     fn side(
         &mut self,
         context: &NicContext<'_>,
         addresses: &Addresses,
+        rule_side: impl FnOnce() -> String,
     ) -> Result<SideMatch, String> {
         Ok(match addresses {
             Addresses::Any => SideMatch::Any,
             Addresses::Tag(name) => SideMatch::Set(self.tag_set(context, name)?),
-            Addresses::Prefixes { nets, .. } => {
-                SideMatch::Set(self.sets.intern(PrefixSet::from_nets(nets.iter().copied())))
-            }
+            Addresses::Prefixes { nets, .. } => SideMatch::Set(
+                self.sets
+                    .intern(PrefixSet::from_nets(nets.iter().copied()), rule_side),
+            ),
             Addresses::ApplicationSecurityGroups(asgs) => {
                 let members = asgs.iter().flat_map(|asg| {
                     self.model
                         .asg_members(asg)
                         .map(|(_, config)| config.address)
                 });
+                let names = || {
+                    asgs.iter()
+                        .map(|asg| asg.name().to_string())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                };
                 SideMatch::Set(
                     self.sets
-                        .intern(PrefixSet::from_nets(members.collect::<Vec<_>>())),
+                        .intern(PrefixSet::from_nets(members.collect::<Vec<_>>()), names),
                 )
             }
         })
@@ -396,7 +426,7 @@ impl<'a> Resolver<'a> {
             Some(BuiltinTag::Internet) => Ok(context.internet),
             Some(builtin) => {
                 let set = context::builtin_set(builtin, self.sets.get(context.virtual_network));
-                Ok(self.sets.intern(set))
+                Ok(self.sets.intern(set, || name.to_string()))
             }
             None => {
                 let key = name.to_ascii_lowercase();
@@ -407,7 +437,7 @@ impl<'a> Resolver<'a> {
                     .catalog
                     .get(name)
                     .ok_or_else(|| nsg_tags::unknown_tag_hint(name))?;
-                let id = self.sets.intern(tag.set.clone());
+                let id = self.sets.intern(tag.set.clone(), || name.to_string());
                 self.named_tags.insert(key, id);
                 Ok(id)
             }
@@ -421,10 +451,12 @@ impl<'a> Resolver<'a> {
         addresses: &Addresses,
     ) -> Result<Vec<IpNet>, String> {
         let context = self.context(nic);
-        Ok(match self.side(&context, addresses)? {
-            SideMatch::Any => PrefixSet::everything().to_cidrs(),
-            SideMatch::Set(id) => self.sets.get(id).to_cidrs(),
-        })
+        Ok(
+            match self.side(&context, addresses, || "effective rules".into())? {
+                SideMatch::Any => PrefixSet::everything().to_cidrs(),
+                SideMatch::Set(id) => self.sets.get(id).to_cidrs(),
+            },
+        )
     }
 }
 

@@ -20,6 +20,10 @@ pub struct Binding {
     /// Also bind every NIC whose `macAddress` is the MAC of a local interface (see
     /// [`mac_matches`]).
     pub by_mac: bool,
+    /// An explicit binding may name an interface that does not exist yet (a VM not started):
+    /// warn instead of failing. Rules match interfaces by name, so they filter it the moment
+    /// it appears.
+    pub allow_absent: bool,
 }
 
 /// Parses `NIC=IFNAME`.
@@ -35,16 +39,40 @@ pub fn parse_binding(text: &str) -> Result<(String, String), String> {
     Ok((nic.to_string(), interface.to_string()))
 }
 
-/// The interfaces of this namespace and their MAC addresses, from sysfs.
-pub fn local_interfaces() -> Result<Vec<(String, String)>> {
+/// An interface of this namespace, as sysfs describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocalInterface {
+    pub name: String,
+    pub mac: String,
+    /// The bridge it is a port of, if any (libvirt's `virbr0`, Docker's `docker0`, ...).
+    pub bridge: Option<String>,
+}
+
+/// The interfaces of this namespace, from sysfs, by name.
+pub fn local_interfaces() -> Result<Vec<LocalInterface>> {
     let mut interfaces = Vec::new();
     for entry in std::fs::read_dir("/sys/class/net").context("listing /sys/class/net")? {
-        let entry = entry?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let mac = std::fs::read_to_string(entry.path().join("address")).unwrap_or_default();
-        interfaces.push((name, mac.trim().to_string()));
+        let path = entry?.path();
+        let name = path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        let mac = std::fs::read_to_string(path.join("address")).unwrap_or_default();
+        // A bridge port has `brport`; its `master` links to the bridge.
+        let bridge = path
+            .join("brport")
+            .exists()
+            .then(|| std::fs::read_link(path.join("master")).ok())
+            .flatten()
+            .and_then(|master| Some(master.file_name()?.to_string_lossy().into_owned()));
+        interfaces.push(LocalInterface {
+            name,
+            mac: mac.trim().to_string(),
+            bridge,
+        });
     }
-    interfaces.sort();
+    interfaces.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(interfaces)
 }
 
@@ -73,11 +101,26 @@ pub fn render_model(
     catalog: &Catalog,
     settings: Settings,
     binding: &Binding,
-    interfaces: &[(String, String)],
+    interfaces: &[LocalInterface],
 ) -> Result<Rendered> {
     let mut bound: Vec<(usize, String)> = Vec::new();
     for (query, interface) in &binding.explicit {
         let nic = find_nic(model, query).with_context(|| format!("--bind {query}={interface}"))?;
+        if !interfaces.iter().any(|local| &local.name == interface) {
+            // A typo must not move a NIC's filtering off the interface that carries it.
+            if !binding.allow_absent {
+                let names: Vec<&str> = interfaces.iter().map(|local| local.name.as_str()).collect();
+                bail!(
+                    "--bind {query}={interface}: there is no interface {interface} (there are: {}); \
+                     if it appears later (a VM not started yet), add --allow-absent",
+                    names.join(", ")
+                );
+            }
+            eprintln!(
+                "opennsg: warning: --bind {query}={interface}: there is no interface {interface} \
+                 yet; its traffic is filtered as soon as it appears"
+            );
+        }
         let index = model
             .network_interfaces
             .iter()
@@ -93,8 +136,8 @@ pub fn render_model(
             if bound.iter().any(|(i, _)| *i == index) {
                 continue;
             }
-            if let Some((name, _)) = interfaces.iter().find(|(_, local)| mac_matches(mac, local)) {
-                bound.push((index, name.clone()));
+            if let Some(local) = interfaces.iter().find(|local| mac_matches(mac, &local.mac)) {
+                bound.push((index, local.name.clone()));
             }
         }
     }
@@ -112,6 +155,15 @@ pub fn render_model(
             model.network_interfaces[*index].name()
         );
     }
+    let ipv6 = bound.iter().any(|(index, _)| {
+        model.network_interfaces[*index]
+            .ip_configurations
+            .iter()
+            .any(|c| c.address.addr().is_ipv6())
+    });
+    for warning in host_warnings(ipv6) {
+        eprintln!("opennsg: warning: {warning}");
+    }
     let mut resolver = Resolver::new(model, catalog, settings);
     let mut policies = Vec::with_capacity(bound.len());
     for (index, _) in &bound {
@@ -128,6 +180,29 @@ pub fn render_model(
         .map(|(policy, (_, interface))| BoundNic { policy, interface })
         .collect();
     Ok(nsg_nft::render(&nics, &resolver.sets, resolver.settings()))
+}
+
+/// What this host lacks for its guests' traffic to flow as the policy says: the table filters
+/// what the host forwards, so a host that does not forward carries nothing beyond itself.
+fn host_warnings(ipv6: bool) -> Vec<String> {
+    let mut sysctls = vec![("net.ipv4.ip_forward", "routed guests reach only this host")];
+    if ipv6 {
+        sysctls.push((
+            "net.ipv6.conf.all.forwarding",
+            "routed guests' IPv6 reaches only this host",
+        ));
+    }
+    sysctls
+        .into_iter()
+        .filter(|(name, _)| sysctl(name).as_deref() == Some("0"))
+        .map(|(name, effect)| format!("{name} is 0, so {effect} (sysctl -w {name}=1)"))
+        .collect()
+}
+
+/// A sysctl's value, `None` if it does not exist here.
+fn sysctl(name: &str) -> Option<String> {
+    let path = format!("/proc/sys/{}", name.replace('.', "/"));
+    Some(std::fs::read_to_string(path).ok()?.trim().to_string())
 }
 
 /// Following an `opennsg serve` instance.
@@ -274,23 +349,28 @@ pub fn follow(
     enforcer: &mut Enforcer,
     agent: &ureq::Agent,
 ) -> ! {
-    let mut last: Option<Vec<Value>> = None;
+    // What the table in force was rendered from: the server's resources and the local
+    // interfaces (a VM that starts brings an interface that --bind-by-mac binds).
+    let mut last: Option<(Vec<Value>, Vec<LocalInterface>)> = None;
     let mut reconciled = Instant::now();
     loop {
-        match watch.fetch(agent) {
-            Ok(resources) if last.as_ref() != Some(&resources) => {
+        let inputs = watch
+            .fetch(agent)
+            .and_then(|resources| Ok((resources, local_interfaces()?)));
+        match inputs {
+            Ok(inputs) if last.as_ref() != Some(&inputs) => {
                 let applied = (|| {
+                    let (resources, interfaces) = &inputs;
                     let mut env = Environment::new();
                     env.add_value(&watch.url, Value::Array(resources.clone()))?;
                     let model = crate::inputs::validate(&env, catalog)?;
-                    let interfaces = local_interfaces()?;
-                    let rendered = render_model(&model, catalog, settings, binding, &interfaces)?;
+                    let rendered = render_model(&model, catalog, settings, binding, interfaces)?;
                     apply_once(enforcer, rendered)
                 })();
                 // On failure the previous policy stays in force (invariant 4); the next poll
                 // tries again.
                 match applied {
-                    Ok(()) => last = Some(resources),
+                    Ok(()) => last = Some(inputs),
                     Err(error) => eprintln!("opennsg: not applied: {error:#}"),
                 }
             }

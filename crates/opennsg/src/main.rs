@@ -223,6 +223,10 @@ struct EnforceArgs {
     /// whose first octet is fe).
     #[arg(long)]
     bind_by_mac: bool,
+    /// A --bind interface may not exist yet (a VM not started): warn, and filter it as soon as
+    /// it appears. Without this, a missing interface is an error.
+    #[arg(long)]
+    allow_absent: bool,
     /// Microsoft's ServiceTags_*.json files (repeatable).
     #[arg(long = "service-tags", value_name = "FILE")]
     service_tags: Vec<PathBuf>,
@@ -265,8 +269,17 @@ fn enforce(args: EnforceArgs) -> Result<u8> {
     use opennsg::enforce;
     let kernel = nsg_nft::Kernel::local();
     if args.remove {
+        let table = format!(
+            "{} {}",
+            nsg_nft::ruleset::FAMILY_NAME,
+            nsg_nft::ruleset::TABLE
+        );
+        if kernel.list_raw()?.is_none() {
+            eprintln!("opennsg: there is no table {table}: nothing to remove");
+            return Ok(0);
+        }
         kernel.apply(&nsg_nft::plan::remove())?;
-        eprintln!("opennsg: removed table inet {}", nsg_nft::ruleset::TABLE);
+        eprintln!("opennsg: removed table {table}");
         return Ok(0);
     }
     let catalog = inputs::load_service_tags(&args.service_tags)?;
@@ -276,6 +289,7 @@ fn enforce(args: EnforceArgs) -> Result<u8> {
     let binding = enforce::Binding {
         explicit: args.bind,
         by_mac: args.bind_by_mac,
+        allow_absent: args.allow_absent,
     };
     let mut enforcer = nsg_nft::Enforcer::new(kernel);
     if let Some(url) = args.watch {

@@ -4,228 +4,14 @@
 //! (168.63.129.16). Needs root, `ip`, `nft`, `conntrack` and `ping` (`.ci/run` installs them).
 //! Namespaces are removed when the `Lab` drops, also when a test fails.
 
-use nsg_netlab::{
-    echo_roundtrip, ping, tcp_connect, udp_exchange, EchoServer, GuestSide, Lab, Netns, RouterSide,
-    UdpEchoServer,
-};
+mod support;
+
+use nsg_netlab::{echo_roundtrip, tcp_connect, EchoServer, Lab};
 use serde_json::Value;
-use std::io;
-use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::net::SocketAddr;
+use std::path::Path;
 use std::time::Duration;
-
-/// Long enough for any allowed handshake on veth, short enough for many refused ones.
-const DENIED_AFTER: Duration = Duration::from_millis(600);
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/fixtures")
-        .join(name)
-}
-
-/// Microsoft's Public service tag file, beside the checkout.
-fn public_service_tags() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/data/service-tags/ServiceTags_Public_20251028.json")
-}
-
-fn ip(text: &str) -> IpAddr {
-    text.parse().expect("test addresses parse")
-}
-
-/// A host: its namespace and its address.
-struct Host {
-    ns: Netns,
-    address: IpAddr,
-}
-
-/// A host to build: name, addresses (tests reach it at the first), MAC of its router-side end.
-type HostSpec<'a> = (&'a str, &'a [&'a str], Option<[u8; 6]>);
-
-/// The router namespace (where OpenNSG enforces) and the hosts around it.
-struct Topology {
-    /// Owns the namespaces: dropping it removes them.
-    _lab: Lab,
-    router: Netns,
-    hosts: Vec<(String, Host)>,
-    /// Environment files written by the test.
-    dir: tempfile::TempDir,
-    /// Echo servers started by [`Topology::tcp`], kept for the whole test: rebinding a port
-    /// just closed can fail with "address in use" on a busy machine.
-    echo_servers: std::cell::RefCell<Vec<(String, u16, EchoServer)>>,
-}
-
-impl Topology {
-    fn new(hosts: &[HostSpec<'_>]) -> Topology {
-        let lab = Lab::new().expect("kernel tests need root and iproute2 (run the tests as root)");
-        let router = lab.router("host").expect("router namespace");
-        let mut built = Vec::new();
-        for (name, addresses, mac) in hosts {
-            let ns = lab.namespace(name).expect("host namespace");
-            let mut router_side = RouterSide::new(*name);
-            if let Some(mac) = mac {
-                router_side = router_side.with_mac(*mac);
-            }
-            lab.attach(
-                &router,
-                &ns,
-                &router_side,
-                &GuestSide::new("eth0", addresses.iter().map(|a| ip(a))),
-            )
-            .expect("veth pair");
-            built.push((
-                name.to_string(),
-                Host {
-                    ns,
-                    address: ip(addresses[0]),
-                },
-            ));
-        }
-        Topology {
-            _lab: lab,
-            router,
-            hosts: built,
-            dir: tempfile::tempdir().expect("temporary directory"),
-            echo_servers: Default::default(),
-        }
-    }
-
-    fn host(&self, name: &str) -> &Host {
-        &self
-            .hosts
-            .iter()
-            .find(|(n, _)| n == name)
-            .unwrap_or_else(|| panic!("no host {name}"))
-            .1
-    }
-
-    /// Runs `opennsg ARGS` in the router namespace.
-    fn run(&self, args: &[&str]) -> std::process::Output {
-        self.router
-            .exec(env!("CARGO_BIN_EXE_opennsg"), args)
-            .expect("opennsg runs")
-    }
-
-    /// Runs `opennsg ARGS` in the router namespace; panics with its stderr if it fails.
-    fn opennsg(&self, args: &[&str]) -> String {
-        let output = self.run(args);
-        assert!(
-            output.status.success(),
-            "opennsg {args:?} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stderr).into_owned()
-    }
-
-    /// Writes `env` to a file and enforces it with `binds`.
-    fn enforce(&self, env: &Value, binds: &[&str]) -> String {
-        let path = self.dir.path().join("env.json");
-        std::fs::write(&path, serde_json::to_vec(env).expect("env serialises"))
-            .expect("env written");
-        let mut args = vec!["enforce", path.to_str().expect("utf-8 path")];
-        for bind in binds {
-            args.extend(["--bind", bind]);
-        }
-        self.opennsg(&args)
-    }
-
-    /// Whether a TCP connection from host `from` to `to:port` is established and carries data
-    /// (an echo server is started there if none is running).
-    fn tcp(&self, from: &str, to: &str, port: u16) -> bool {
-        let mut servers = self.echo_servers.borrow_mut();
-        if !servers.iter().any(|(host, p, _)| host == to && *p == port) {
-            let server = self.host(to);
-            let echo = EchoServer::start(&server.ns, SocketAddr::new(server.address, port))
-                .expect("echo server");
-            servers.push((to.to_string(), port, echo));
-        }
-        drop(servers);
-        self.tcp_to_running(from, to, port).is_ok()
-    }
-
-    fn tcp_to_running(&self, from: &str, to: &str, port: u16) -> io::Result<std::net::TcpStream> {
-        let client = self.host(from);
-        let target = SocketAddr::new(self.host(to).address, port);
-        let mut stream = tcp_connect(&client.ns, Some(client.address), target, DENIED_AFTER)?;
-        let echoed = echo_roundtrip(&mut stream, b"hello\n")?;
-        if echoed != b"hello\n" {
-            return Err(io::Error::other("echo differs"));
-        }
-        Ok(stream)
-    }
-
-    /// (arrived at the server, reply came back) for one UDP datagram.
-    fn udp(&self, from: &str, to: &str, port: u16) -> (bool, bool) {
-        let server = self.host(to);
-        let echo = UdpEchoServer::start(&server.ns, SocketAddr::new(server.address, port))
-            .expect("udp echo server");
-        let client = self.host(from);
-        let exchange = udp_exchange(&client.ns, Some(client.address), &echo, DENIED_AFTER)
-            .expect("udp exchange");
-        (exchange.arrived(), exchange.reply_received)
-    }
-
-    fn ping(&self, from: &str, to: &str) -> bool {
-        ping(
-            &self.host(from).ns,
-            self.host(to).address,
-            1,
-            Duration::from_secs(1),
-        )
-        .expect("ping runs")
-    }
-}
-
-fn load(name: &str) -> Value {
-    serde_json::from_slice(&std::fs::read(fixture(name)).expect("fixture")).expect("fixture JSON")
-}
-
-/// The NSG named `nsg` in an environment array.
-fn nsg_mut<'a>(env: &'a mut Value, nsg: &str) -> &'a mut Value {
-    env.as_array_mut()
-        .expect("fixtures are arrays")
-        .iter_mut()
-        .find(|r| r["name"] == nsg && r["type"] == "Microsoft.Network/networkSecurityGroups")
-        .unwrap_or_else(|| panic!("no NSG {nsg}"))
-}
-
-fn remove_rule(env: &mut Value, nsg: &str, rule: &str) {
-    let rules = nsg_mut(env, nsg)["properties"]["securityRules"]
-        .as_array_mut()
-        .expect("rules");
-    let before = rules.len();
-    rules.retain(|r| r["name"] != rule);
-    assert_eq!(rules.len(), before - 1, "{nsg} had rule {rule}");
-}
-
-fn mac(azure: &str) -> [u8; 6] {
-    let mut octets = [0u8; 6];
-    for (octet, part) in octets.iter_mut().zip(azure.split('-')) {
-        *octet = u8::from_str_radix(part, 16).expect("fixture MACs are hex");
-    }
-    octets
-}
-
-/// The seed's four VMs, the internet host and the load balancer probe source. The router-side
-/// interfaces carry the NICs' MACs so that `--bind-by-mac` finds them.
-fn seed_topology() -> Topology {
-    Topology::new(&[
-        ("vm1", &["10.0.1.4"], Some(mac("00-0D-3A-C5-06-0A"))),
-        ("vm2", &["10.0.1.5"], Some(mac("00-0D-3A-19-23-CF"))),
-        ("vm3", &["10.0.2.4"], Some(mac("00-0D-3A-89-86-6F"))),
-        ("vm4", &["10.0.3.4"], Some(mac("00-0D-3A-33-73-12"))),
-        ("inet", &["203.0.113.10"], None),
-        ("lb", &["168.63.129.16"], None),
-    ])
-}
-
-/// The seed's VM2 (subnet NSG1 only) and the internet host.
-fn vm2_and_the_internet() -> Topology {
-    Topology::new(&[
-        ("vm2", &["10.0.1.5"], None),
-        ("inet", &["203.0.113.10"], None),
-    ])
-}
+use support::*;
 
 #[test]
 fn the_seed_picture_holds_for_real_traffic() {
@@ -285,6 +71,8 @@ fn the_seed_picture_holds_for_real_traffic() {
         "{listing}"
     );
     assert!(listing.contains("flags interval"), "{listing}");
+    // Sets say what they stand for.
+    assert!(listing.contains("set v4-Internet-"), "{listing}");
 }
 
 #[test]
@@ -429,7 +217,7 @@ fn a_failed_apply_leaves_the_previous_policy_in_force() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(
-        stderr.contains("nft") && stderr.contains("Operation not permitted"),
+        stderr.contains("nft") && stderr.contains("run as root or with CAP_NET_ADMIN"),
         "{stderr}"
     );
     assert!(topology.tcp("inet", "vm2", 80));
@@ -475,6 +263,8 @@ fn every_fixture_lists_back_as_rendered() {
             "--service-tags".into(),
             public_service_tags().display().to_string(),
         ]);
+        // The interfaces do not exist: rules match them by name all the same.
+        args.push("--allow-absent".into());
         for (i, nic) in nics.iter().enumerate() {
             args.extend(["--bind".to_string(), format!("{nic}=if{i}")]);
         }
@@ -690,4 +480,46 @@ fn dual_stack_rules_hold_for_ipv6_traffic() {
         (true, true),
         "the deny is TCP only"
     );
+}
+
+#[test]
+fn a_bind_to_a_missing_interface_fails_unless_it_may_appear_later() {
+    let mut topology = vm2_and_the_internet();
+    let env = load("seed-vms-http.json");
+    topology.enforce(&env, &["vm2-nic=vm2"]);
+    assert!(!topology.tcp("inet", "vm2", 22), "DenyAllInBound");
+
+    // A typo is an error, and the binding in force stays where it was.
+    let path = topology.dir.path().join("env.json");
+    let path = path.to_str().expect("utf-8 path");
+    let typo = topology.run(&["enforce", path, "--bind", "vm2-nic=vm2-typo"]);
+    let stderr = String::from_utf8_lossy(&typo.stderr);
+    assert!(!typo.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("there is no interface vm2-typo") && stderr.contains("--allow-absent"),
+        "{stderr}"
+    );
+    assert!(!topology.tcp("inet", "vm2", 22), "vm2 is still filtered");
+
+    // A VM that is not started yet: a warning, and its interface is filtered once it appears.
+    let warned = topology.opennsg(&[
+        "enforce",
+        path,
+        "--bind",
+        "vm2-nic=vm2",
+        "--bind",
+        "vm1-nic=late",
+        "--allow-absent",
+    ]);
+    assert!(warned.contains("no interface late yet"), "{warned}");
+    topology.add_host(&("late", &["10.0.1.4"], None), false);
+    assert!(
+        topology.tcp("inet", "late", 80),
+        "NSG1 and NSG2 allow HTTP in"
+    );
+    assert!(
+        !topology.tcp("inet", "late", 22),
+        "DenyAllInBound at the late NIC"
+    );
+    assert!(!topology.tcp("late", "inet", 80), "NSG2 denies HTTP out");
 }

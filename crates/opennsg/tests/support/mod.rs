@@ -1,0 +1,266 @@
+//! What the kernel tests share: a router namespace where OpenNSG enforces, hosts around it,
+//! and the `opennsg` binary run inside the router. Each test binary uses part of it.
+#![allow(dead_code)]
+
+use nsg_netlab::{
+    echo_roundtrip, ping, tcp_connect, udp_exchange, Bridge, EchoServer, GuestSide, Lab, Netns,
+    RouterSide, UdpEchoServer,
+};
+use serde_json::Value;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Long enough for any allowed handshake on veth, short enough for many refused ones.
+pub const DENIED_AFTER: Duration = Duration::from_millis(600);
+
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures")
+        .join(name)
+}
+
+/// Microsoft's Public service tag file, beside the checkout.
+pub fn public_service_tags() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/data/service-tags/ServiceTags_Public_20251028.json")
+}
+
+pub fn ip(text: &str) -> IpAddr {
+    text.parse().expect("test addresses parse")
+}
+
+/// A host: its namespace and its address.
+pub struct Host {
+    pub ns: Netns,
+    pub address: IpAddr,
+    /// All its addresses, `address` first.
+    pub addresses: Vec<IpAddr>,
+}
+
+/// A host to build: name, addresses (tests reach it at the first), MAC of its router-side end.
+pub type HostSpec<'a> = (&'a str, &'a [&'a str], Option<[u8; 6]>);
+
+/// The router namespace (where OpenNSG enforces) and the hosts around it.
+pub struct Topology {
+    /// Owns the namespaces: dropping it removes them.
+    pub lab: Lab,
+    /// The bridge of [`Topology::with_bridge`].
+    pub bridge: Option<Bridge>,
+    pub router: Netns,
+    pub hosts: Vec<(String, Host)>,
+    /// Environment files written by the test.
+    pub dir: tempfile::TempDir,
+    /// Echo servers started by [`Topology::tcp`], kept for the whole test: rebinding a port
+    /// just closed can fail with "address in use" on a busy machine.
+    echo_servers: std::cell::RefCell<Vec<(String, u16, EchoServer)>>,
+}
+
+impl Topology {
+    /// Every host routed through the router (Calico's way).
+    pub fn new(hosts: &[HostSpec<'_>]) -> Topology {
+        Topology::with_bridge(hosts, &[])
+    }
+
+    /// The hosts named in `bridged` on one Linux bridge of the router, `br0` with 10.0.0.1/16
+    /// and fd00:1::1/48 (libvirt's, Docker's and LXD's way); the others routed. A bridged host's
+    /// own interface has the MAC of its spec, and its bridge port the same with first octet
+    /// `fe`, as libvirt makes a VM's tap device.
+    pub fn with_bridge(hosts: &[HostSpec<'_>], bridged: &[&str]) -> Topology {
+        let lab = Lab::new().expect("kernel tests need root and iproute2 (run the tests as root)");
+        let router = lab.router("host").expect("router namespace");
+        let bridge = (!bridged.is_empty()).then(|| {
+            lab.bridge(&router, "br0", &["10.0.0.1/16", "fd00:1::1/48"])
+                .expect("bridge")
+        });
+        let mut topology = Topology {
+            lab,
+            router,
+            bridge,
+            hosts: Vec::new(),
+            dir: tempfile::tempdir().expect("temporary directory"),
+            echo_servers: Default::default(),
+        };
+        for spec in hosts {
+            topology.add_host(spec, bridged.contains(&spec.0));
+        }
+        topology
+    }
+
+    /// Attaches one more host, on the bridge or routed.
+    pub fn add_host(&mut self, (name, addresses, mac): &HostSpec<'_>, bridged: bool) {
+        let ns = self.lab.namespace(name).expect("host namespace");
+        let addresses: Vec<IpAddr> = addresses.iter().map(|a| ip(a)).collect();
+        let mut router_side = RouterSide::new(*name);
+        let mut guest_side = GuestSide::new("eth0", addresses.iter().copied());
+        if bridged {
+            let bridge = self.bridge.as_ref().expect("a topology with a bridge");
+            if let Some(mac) = mac {
+                guest_side = guest_side.with_mac(*mac);
+                let mut tap = *mac;
+                tap[0] = 0xfe;
+                router_side = router_side.with_mac(tap);
+            }
+            self.lab
+                .attach_to_bridge(bridge, &ns, &router_side, &guest_side)
+                .expect("bridge port");
+        } else {
+            if let Some(mac) = mac {
+                router_side = router_side.with_mac(*mac);
+            }
+            self.lab
+                .attach(&self.router, &ns, &router_side, &guest_side)
+                .expect("veth pair");
+        }
+        self.hosts.push((
+            name.to_string(),
+            Host {
+                ns,
+                address: addresses[0],
+                addresses,
+            },
+        ));
+    }
+
+    pub fn host(&self, name: &str) -> &Host {
+        &self
+            .hosts
+            .iter()
+            .find(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("no host {name}"))
+            .1
+    }
+
+    /// Runs `opennsg ARGS` in the router namespace.
+    pub fn run(&self, args: &[&str]) -> std::process::Output {
+        self.router
+            .exec(env!("CARGO_BIN_EXE_opennsg"), args)
+            .expect("opennsg runs")
+    }
+
+    /// Runs `opennsg ARGS` in the router namespace; panics with its stderr if it fails.
+    pub fn opennsg(&self, args: &[&str]) -> String {
+        let output = self.run(args);
+        assert!(
+            output.status.success(),
+            "opennsg {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    }
+
+    /// Writes `env` to a file and enforces it with `binds`.
+    pub fn enforce(&self, env: &Value, binds: &[&str]) -> String {
+        let path = self.dir.path().join("env.json");
+        std::fs::write(&path, serde_json::to_vec(env).expect("env serialises"))
+            .expect("env written");
+        let mut args = vec!["enforce", path.to_str().expect("utf-8 path")];
+        for bind in binds {
+            args.extend(["--bind", bind]);
+        }
+        self.opennsg(&args)
+    }
+
+    /// Whether a TCP connection from host `from` to `to:port` is established and carries data
+    /// (an echo server is started there if none is running).
+    pub fn tcp(&self, from: &str, to: &str, port: u16) -> bool {
+        let mut servers = self.echo_servers.borrow_mut();
+        if !servers.iter().any(|(host, p, _)| host == to && *p == port) {
+            let server = self.host(to);
+            let echo = EchoServer::start(&server.ns, SocketAddr::new(server.address, port))
+                .expect("echo server");
+            servers.push((to.to_string(), port, echo));
+        }
+        drop(servers);
+        self.tcp_to_running(from, to, port).is_ok()
+    }
+
+    pub fn tcp_to_running(
+        &self,
+        from: &str,
+        to: &str,
+        port: u16,
+    ) -> io::Result<std::net::TcpStream> {
+        let client = self.host(from);
+        let target = SocketAddr::new(self.host(to).address, port);
+        let mut stream = tcp_connect(&client.ns, Some(client.address), target, DENIED_AFTER)?;
+        let echoed = echo_roundtrip(&mut stream, b"hello\n")?;
+        if echoed != b"hello\n" {
+            return Err(io::Error::other("echo differs"));
+        }
+        Ok(stream)
+    }
+
+    /// (arrived at the server, reply came back) for one UDP datagram.
+    pub fn udp(&self, from: &str, to: &str, port: u16) -> (bool, bool) {
+        let server = self.host(to);
+        let echo = UdpEchoServer::start(&server.ns, SocketAddr::new(server.address, port))
+            .expect("udp echo server");
+        let client = self.host(from);
+        let exchange = udp_exchange(&client.ns, Some(client.address), &echo, DENIED_AFTER)
+            .expect("udp exchange");
+        (exchange.arrived(), exchange.reply_received)
+    }
+
+    pub fn ping(&self, from: &str, to: &str) -> bool {
+        ping(
+            &self.host(from).ns,
+            self.host(to).address,
+            1,
+            Duration::from_secs(1),
+        )
+        .expect("ping runs")
+    }
+}
+
+pub fn load(name: &str) -> Value {
+    serde_json::from_slice(&std::fs::read(fixture(name)).expect("fixture")).expect("fixture JSON")
+}
+
+/// The NSG named `nsg` in an environment array.
+pub fn nsg_mut<'a>(env: &'a mut Value, nsg: &str) -> &'a mut Value {
+    env.as_array_mut()
+        .expect("fixtures are arrays")
+        .iter_mut()
+        .find(|r| r["name"] == nsg && r["type"] == "Microsoft.Network/networkSecurityGroups")
+        .unwrap_or_else(|| panic!("no NSG {nsg}"))
+}
+
+pub fn remove_rule(env: &mut Value, nsg: &str, rule: &str) {
+    let rules = nsg_mut(env, nsg)["properties"]["securityRules"]
+        .as_array_mut()
+        .expect("rules");
+    let before = rules.len();
+    rules.retain(|r| r["name"] != rule);
+    assert_eq!(rules.len(), before - 1, "{nsg} had rule {rule}");
+}
+
+pub fn mac(azure: &str) -> [u8; 6] {
+    let mut octets = [0u8; 6];
+    for (octet, part) in octets.iter_mut().zip(azure.split('-')) {
+        *octet = u8::from_str_radix(part, 16).expect("fixture MACs are hex");
+    }
+    octets
+}
+
+/// The seed's four VMs, the internet host and the load balancer probe source. The router-side
+/// interfaces carry the NICs' MACs so that `--bind-by-mac` finds them.
+pub fn seed_topology() -> Topology {
+    Topology::new(&[
+        ("vm1", &["10.0.1.4"], Some(mac("00-0D-3A-C5-06-0A"))),
+        ("vm2", &["10.0.1.5"], Some(mac("00-0D-3A-19-23-CF"))),
+        ("vm3", &["10.0.2.4"], Some(mac("00-0D-3A-89-86-6F"))),
+        ("vm4", &["10.0.3.4"], Some(mac("00-0D-3A-33-73-12"))),
+        ("inet", &["203.0.113.10"], None),
+        ("lb", &["168.63.129.16"], None),
+    ])
+}
+
+/// The seed's VM2 (subnet NSG1 only) and the internet host.
+pub fn vm2_and_the_internet() -> Topology {
+    Topology::new(&[
+        ("vm2", &["10.0.1.5"], None),
+        ("inet", &["203.0.113.10"], None),
+    ])
+}
