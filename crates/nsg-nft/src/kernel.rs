@@ -3,7 +3,7 @@
 //! Commands run with separate arguments, never through a shell. A command can be prefixed (e.g.
 //! `ip netns exec NS`) so that benchmarks and tests can work inside a namespace of their own.
 
-use crate::ruleset::{ListingError, Ruleset, FAMILY_NAME, TABLE};
+use crate::ruleset::{ListingError, Ruleset, Table, TABLE};
 use ipnet::IpNet;
 use nftables::schema::Nftables;
 use std::ffi::OsString;
@@ -30,7 +30,7 @@ pub enum KernelError {
     Failed { what: String, stderr: String },
     #[error("nft listed JSON that does not parse: {0}")]
     ListingJson(serde_json::Error),
-    #[error("the listed table {TABLE}: {0}")]
+    #[error("the listed tables opennsg: {0}")]
     Listing(#[from] ListingError),
 }
 
@@ -117,27 +117,45 @@ impl Kernel {
         Ok(())
     }
 
-    /// The raw listing of our table, or `None` when it does not exist.
-    pub fn list_raw(&self) -> Result<Option<String>, KernelError> {
-        let family = FAMILY_NAME;
+    /// The raw listing of our `table`, or `None` when it does not exist.
+    pub fn list_raw(&self, table: Table) -> Result<Option<String>, KernelError> {
+        let family = table.family_name();
         let output = self.run("nft", &["-j", "list", "table", family, TABLE], None)?;
         if !output.status.success() {
             let stderr = String::from_utf8_lossy(&output.stderr);
             if stderr.contains("No such file or directory") {
                 return Ok(None);
             }
-            return Err(failure(format!("nft list table {family} {TABLE}"), &output));
+            return Err(failure(format!("nft list table {table}"), &output));
         }
         Ok(Some(String::from_utf8_lossy(&output.stdout).into_owned()))
     }
 
-    /// Our table as the kernel holds it, or `None` when it does not exist.
+    /// Which of our tables exist.
+    pub fn tables(&self) -> Result<Vec<Table>, KernelError> {
+        let mut present = Vec::new();
+        for table in Table::ALL {
+            if self.list_raw(table)?.is_some() {
+                present.push(table);
+            }
+        }
+        Ok(present)
+    }
+
+    /// Our tables as the kernel holds them, or `None` when neither exists.
     pub fn current(&self) -> Result<Option<Ruleset>, KernelError> {
-        let Some(raw) = self.list_raw()? else {
-            return Ok(None);
-        };
-        let listing: Nftables<'_> = serde_json::from_str(&raw).map_err(KernelError::ListingJson)?;
-        Ok(Some(Ruleset::from_listing(&listing)?))
+        let mut current: Option<Ruleset> = None;
+        for table in Table::ALL {
+            let Some(raw) = self.list_raw(table)? else {
+                continue;
+            };
+            let listing: Nftables<'_> =
+                serde_json::from_str(&raw).map_err(KernelError::ListingJson)?;
+            current
+                .get_or_insert_with(Ruleset::default)
+                .merge(Ruleset::from_listing(&listing)?);
+        }
+        Ok(current)
     }
 
     /// Forgets the connection-tracking entries of `addresses` (either end), so that the next

@@ -14,7 +14,7 @@ pub mod ruleset;
 pub use kernel::{Kernel, KernelError};
 pub use plan::Difference;
 pub use render::{render, BoundNic, Rendered};
-pub use ruleset::Ruleset;
+pub use ruleset::{Ruleset, Table};
 
 use ipnet::IpNet;
 
@@ -112,7 +112,12 @@ impl Enforcer {
             Difference::between(current.unwrap_or(&Ruleset::default()), &rendered.ruleset);
         let batch = match current {
             Some(current) => plan::incremental(current, &rendered.ruleset),
-            None => Some(plan::full(&rendered.ruleset)),
+            None => {
+                // The inet table is missing or unreadable; a bridge table may be left over.
+                let bridge_table_exists =
+                    matches!(self.kernel.list_raw(Table::Bridge), Ok(Some(_)));
+                Some(plan::full(&rendered.ruleset, bridge_table_exists))
+            }
         };
         let replaced_table =
             current.is_none() || batch.as_ref().is_some_and(|b| plan::replaces_table(b));

@@ -6,7 +6,7 @@
 //! is a new set, and a rule change rewrites one chain.
 
 use crate::ruleset::{
-    chain, chain_object, rule_object, set_object, table_object, AddressSet, Ruleset,
+    chain, chain_object, rule_object, set_object, table_object, AddressSet, Ruleset, Table,
 };
 use nftables::schema::{FlushObject, NfCmd, NfListObject, NfObject, Nftables};
 use std::borrow::Cow;
@@ -84,14 +84,22 @@ fn removed<'a, V>(
         .collect()
 }
 
-/// Replaces the whole table in one transaction. `add` before `delete` makes the delete valid
-/// whether or not the table exists.
-pub fn full(desired: &Ruleset) -> Nftables<'static> {
-    let mut commands = vec![
-        NfCmd::Add(table_object()),
-        NfCmd::Delete(table_object()),
-        NfCmd::Add(table_object()),
-    ];
+/// Replaces the whole of OpenNSG's tables in one transaction. `add` before `delete` makes the
+/// delete valid whether or not the table exists. The `bridge` table is replaced when `desired`
+/// has chains for it, and deleted when it does not but `bridge_table_exists`; otherwise it is
+/// left alone, so hosts without bridge ports never load the bridge family.
+pub fn full(desired: &Ruleset, bridge_table_exists: bool) -> Nftables<'static> {
+    let mut commands = Vec::new();
+    for table in Table::ALL {
+        let wanted = table == Table::Inet || desired.has_bridge_chains();
+        if wanted || bridge_table_exists {
+            commands.push(NfCmd::Add(table_object(table)));
+            commands.push(NfCmd::Delete(table_object(table)));
+        }
+        if wanted {
+            commands.push(NfCmd::Add(table_object(table)));
+        }
+    }
     commands.extend(
         desired
             .sets
@@ -105,7 +113,12 @@ pub fn full(desired: &Ruleset) -> Nftables<'static> {
             .map(|(name, chain)| NfCmd::Add(chain_object(name, chain))),
     );
     for (name, chain) in &desired.chains {
-        commands.extend(chain.rules.iter().map(|r| NfCmd::Add(rule_object(name, r))));
+        commands.extend(
+            chain
+                .rules
+                .iter()
+                .map(|r| NfCmd::Add(rule_object(name, chain, r))),
+        );
     }
     batch(commands)
 }
@@ -118,14 +131,17 @@ pub fn incremental(current: &Ruleset, desired: &Ruleset) -> Option<Nftables<'sta
     if difference.is_empty() {
         return None;
     }
-    let hook_changed = difference
-        .chains_changed
-        .iter()
-        .any(|name| current.chains[name].hook != desired.chains[name].hook);
+    let hook_changed = difference.chains_changed.iter().any(|name| {
+        let (old, new) = (&current.chains[name], &desired.chains[name]);
+        old.hook != new.hook || old.table != new.table
+    });
     if hook_changed || !difference.sets_changed.is_empty() {
-        return Some(full(desired));
+        return Some(full(desired, current.has_bridge_chains()));
     }
-    let mut commands = vec![NfCmd::Add(table_object())];
+    let mut commands = vec![NfCmd::Add(table_object(Table::Inet))];
+    if desired.has_bridge_chains() {
+        commands.push(NfCmd::Add(table_object(Table::Bridge)));
+    }
     // New sets and chains exist before any rule refers to them.
     for name in &difference.sets_added {
         commands.push(NfCmd::Add(set_object(name, &desired.sets[name])));
@@ -148,15 +164,19 @@ pub fn incremental(current: &Ruleset, desired: &Ruleset) -> Option<Nftables<'sta
         .iter()
         .chain(&difference.chains_changed)
     {
+        let spec = &desired.chains[name];
         commands.extend(
-            desired.chains[name]
-                .rules
+            spec.rules
                 .iter()
-                .map(|r| NfCmd::Add(rule_object(name, r))),
+                .map(|r| NfCmd::Add(rule_object(name, spec, r))),
         );
     }
     for name in &difference.chains_removed {
         commands.push(NfCmd::Delete(chain_object(name, &current.chains[name])));
+    }
+    // The last bridge port unbound: the bridge table goes, its chains with it.
+    if current.has_bridge_chains() && !desired.has_bridge_chains() {
+        commands.push(NfCmd::Delete(table_object(Table::Bridge)));
     }
     for name in &difference.sets_removed {
         let identity = AddressSet {
@@ -168,22 +188,25 @@ pub fn incremental(current: &Ruleset, desired: &Ruleset) -> Option<Nftables<'sta
     Some(batch(commands))
 }
 
-/// Whether `batch` replaces the whole table rather than changing parts of it.
+/// Whether `batch` replaces the whole `inet` table rather than changing parts of it.
 pub fn replaces_table(batch: &Nftables<'_>) -> bool {
     batch.objects.iter().any(|object| {
         matches!(
             object,
-            NfObject::CmdObject(NfCmd::Delete(NfListObject::Table(_)))
+            NfObject::CmdObject(NfCmd::Delete(NfListObject::Table(table)))
+                if table.family == Table::Inet.family()
         )
     })
 }
 
-/// Removes the table, for `enforce --remove`.
-pub fn remove() -> Nftables<'static> {
-    batch(vec![
-        NfCmd::Add(table_object()),
-        NfCmd::Delete(table_object()),
-    ])
+/// Removes OpenNSG's tables, for `enforce --remove`: those of `tables` (the ones that exist).
+pub fn remove(tables: &[Table]) -> Nftables<'static> {
+    batch(
+        tables
+            .iter()
+            .flat_map(|&t| [NfCmd::Add(table_object(t)), NfCmd::Delete(table_object(t))])
+            .collect(),
+    )
 }
 
 fn batch(commands: Vec<NfCmd<'static>>) -> Nftables<'static> {

@@ -20,8 +20,10 @@
 //! rewrites one block. Every address side that is not `*` is a named interval set, named by its
 //! content and shared by every rule and NIC that uses it (invariant 3).
 
+mod bridge;
+
 use crate::ruleset::{
-    address_element, counter, AddressFamily, AddressSet, ChainSpec, RuleSpec, Ruleset,
+    address_element, counter, AddressFamily, AddressSet, ChainSpec, RuleSpec, Ruleset, Table,
 };
 use ipnet::IpNet;
 use nftables::expr::{Expression, Meta, MetaKey, NamedExpression, Payload, PayloadField, SetItem};
@@ -43,6 +45,8 @@ use std::net::IpAddr;
 pub struct BoundNic<'a> {
     pub policy: &'a NicPolicy,
     pub interface: &'a str,
+    /// The bridge `interface` is a port of, if it is one (K8).
+    pub bridge: Option<&'a str>,
 }
 
 /// The table content and what a change to it must do beyond the table.
@@ -177,7 +181,39 @@ struct Dispatch {
     slot: Slot,
     key: MetaKey,
     interface: String,
+    /// For a NIC on a bridge port, `interface` is the bridge, which `inet` hooks see for every
+    /// port: the NIC's packets are those from (or to) its addresses. The bridge table's guards
+    /// have made sure that only its port sends from them and receives for them (K8).
+    addresses: Option<Vec<IpNet>>,
     chain: String,
+}
+
+impl Dispatch {
+    fn rules(&self) -> Vec<RuleSpec> {
+        let interface = equals(
+            Expression::Named(NamedExpression::Meta(Meta { key: self.key })),
+            Expression::String(self.interface.clone().into()),
+        );
+        let Some(nets) = &self.addresses else {
+            return vec![rule(vec![interface], jump(&self.chain), None)];
+        };
+        let field = if self.key == MetaKey::Iifname {
+            "saddr"
+        } else {
+            "daddr"
+        };
+        [AddressFamily::V4, AddressFamily::V6]
+            .into_iter()
+            .filter_map(|family| {
+                let own = of_family(nets, family);
+                (!own.is_empty()).then(|| {
+                    let address =
+                        equals(payload(family.payload_protocol(), field), addresses(&own));
+                    rule(vec![interface.clone(), address], jump(&self.chain), None)
+                })
+            })
+            .collect()
+    }
 }
 
 /// Renders the policies of `nics` into one table.
@@ -190,8 +226,26 @@ pub fn render(nics: &[BoundNic<'_>], sets: &SetArena, settings: &Settings) -> Re
         nic_families: Vec::new(),
         dispatch: Vec::new(),
     };
-    for (nic, label) in nics.iter().zip(chain_labels(nics)) {
-        renderer.nic_chains(nic, &label, settings);
+    let labels = chain_labels(nics);
+    for (nic, label) in nics.iter().zip(&labels) {
+        renderer.nic_chains(nic, label, settings);
+    }
+    let ports: Vec<bridge::Port<'_>> = nics
+        .iter()
+        .zip(&labels)
+        .filter(|(nic, _)| nic.bridge.is_some())
+        .map(|(nic, label)| bridge::Port {
+            policy: nic.policy,
+            interface: nic.interface,
+            label,
+        })
+        .collect();
+    if !ports.is_empty() {
+        renderer
+            .rendered
+            .ruleset
+            .chains
+            .extend(bridge::chains(&ports));
     }
     // Packets entering from a NIC's interface meet its outbound chains (forward, input);
     // packets leaving to it, its inbound chains (forward, output).
@@ -210,7 +264,7 @@ pub fn render(nics: &[BoundNic<'_>], sets: &SetArena, settings: &Settings) -> Re
                 .dispatch
                 .iter()
                 .filter(|d| d.slot == slot && keys.contains(&d.key))
-                .map(|d| interface_jump(d.key, &d.interface, &d.chain))
+                .flat_map(Dispatch::rules)
                 .collect();
             if jumps.is_empty() && slot != Slot::Guard {
                 continue;
@@ -231,6 +285,7 @@ pub fn render(nics: &[BoundNic<'_>], sets: &SetArena, settings: &Settings) -> Re
             renderer.rendered.ruleset.chains.insert(
                 slot.chain_name(hook_name),
                 ChainSpec {
+                    table: Table::Inet,
                     hook: Some((hook, slot.priority())),
                     rules,
                 },
@@ -379,7 +434,8 @@ impl Renderer<'_> {
         self.dispatch.push(Dispatch {
             slot,
             key,
-            interface: nic.interface.to_string(),
+            interface: nic.bridge.unwrap_or(nic.interface).to_string(),
+            addresses: nic.bridge.map(|_| nic.policy.addresses.clone()),
             chain: name.clone(),
         });
         self.add_chain(name, rules);
@@ -429,7 +485,7 @@ impl Renderer<'_> {
         self.rendered
             .ruleset
             .chains
-            .insert(name, ChainSpec { hook: None, rules });
+            .insert(name, ChainSpec::regular(Table::Inet, rules));
     }
 
     /// One security rule as nft rules: one per address family and per protocol its match needs.
@@ -663,17 +719,6 @@ fn neighbour_discovery() -> RuleSpec {
     )
 }
 
-fn interface_jump(key: MetaKey, interface: &str, chain: &str) -> RuleSpec {
-    rule(
-        vec![equals(
-            Expression::Named(NamedExpression::Meta(Meta { key })),
-            Expression::String(interface.to_string().into()),
-        )],
-        jump(chain),
-        None,
-    )
-}
-
 /// DHCP with the host: always allowed, no rule can deny it (reference §3.8).
 fn dhcp() -> RuleSpec {
     let servers = [
@@ -740,9 +785,11 @@ fn foreign_related(policy: &NicPolicy) -> Vec<RuleSpec> {
 
 /// The NIC's addresses and prefixes of one family.
 fn own_addresses(policy: &NicPolicy, family: AddressFamily) -> Vec<IpNet> {
-    policy
-        .addresses
-        .iter()
+    of_family(&policy.addresses, family)
+}
+
+fn of_family(nets: &[IpNet], family: AddressFamily) -> Vec<IpNet> {
+    nets.iter()
         .filter(|net| {
             matches!(
                 (net, family),

@@ -12,11 +12,46 @@ use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-/// The table OpenNSG owns; nothing else in it is ours to keep.
+/// The name of the tables OpenNSG owns; nothing else in them is ours to keep.
 pub const TABLE: &str = "opennsg";
-pub const FAMILY: NfFamily = NfFamily::INet;
-/// [`FAMILY`] as `nft` spells it on its command line.
-pub const FAMILY_NAME: &str = "inet";
+
+/// OpenNSG's tables: `inet opennsg` holds the sets and every stage; `bridge opennsg`, made only
+/// when bridge ports are bound, holds the layer-2 guards of those ports (invariant 7).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Table {
+    #[default]
+    Inet,
+    Bridge,
+}
+
+impl Table {
+    pub const ALL: [Table; 2] = [Table::Inet, Table::Bridge];
+
+    pub fn family(self) -> NfFamily {
+        match self {
+            Table::Inet => NfFamily::INet,
+            Table::Bridge => NfFamily::Bridge,
+        }
+    }
+
+    /// The family as `nft` spells it on its command line.
+    pub fn family_name(self) -> &'static str {
+        match self {
+            Table::Inet => "inet",
+            Table::Bridge => "bridge",
+        }
+    }
+
+    fn of(family: NfFamily) -> Option<Table> {
+        Table::ALL.into_iter().find(|t| t.family() == family)
+    }
+}
+
+impl std::fmt::Display for Table {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {TABLE}", self.family_name())
+    }
+}
 
 /// The address family of a named set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -74,10 +109,23 @@ pub struct RuleSpec {
 }
 
 /// A chain: a base chain has a hook and a priority; a regular chain is only reached by jumps.
+/// Chain names are unique across both tables.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct ChainSpec {
+    pub table: Table,
     pub hook: Option<(NfHook, i32)>,
     pub rules: Vec<RuleSpec>,
+}
+
+impl ChainSpec {
+    /// A chain reached only by jumps.
+    pub fn regular(table: Table, rules: Vec<RuleSpec>) -> ChainSpec {
+        ChainSpec {
+            table,
+            hook: None,
+            rules,
+        }
+    }
 }
 
 /// Everything in the table.
@@ -94,6 +142,15 @@ impl Ruleset {
     pub fn set_element_count(&self) -> usize {
         self.sets.values().map(AddressSet::element_count).sum()
     }
+    /// Whether anything goes in the `bridge` table.
+    pub fn has_bridge_chains(&self) -> bool {
+        self.chains.values().any(|c| c.table == Table::Bridge)
+    }
+    /// Adds what another listing holds (the other table's).
+    pub fn merge(&mut self, other: Ruleset) {
+        self.sets.extend(other.sets);
+        self.chains.extend(other.chains);
+    }
 }
 
 /// Why a listed table could not be read back into a [`Ruleset`].
@@ -108,8 +165,8 @@ pub enum ListingError {
 }
 
 impl Ruleset {
-    /// Reads our table back from `nft -j list table inet opennsg`. Objects of other tables are
-    /// ignored; counters are zeroed so that traffic is not drift.
+    /// Reads our tables back from `nft -j list table inet opennsg` (and `bridge opennsg`).
+    /// Objects of other tables are ignored; counters are zeroed so that traffic is not drift.
     pub fn from_listing(listing: &Nftables<'_>) -> Result<Ruleset, ListingError> {
         let mut ruleset = Ruleset::default();
         for object in listing.objects.iter() {
@@ -117,7 +174,7 @@ impl Ruleset {
                 continue;
             };
             match object {
-                NfListObject::Set(set) if set.table == TABLE && set.family == FAMILY => {
+                NfListObject::Set(set) if set.table == TABLE && set.family == NfFamily::INet => {
                     let family = match &set.set_type {
                         SetTypeValue::Single(SetType::Ipv4Addr) => AddressFamily::V4,
                         SetTypeValue::Single(SetType::Ipv6Addr) => AddressFamily::V6,
@@ -145,16 +202,22 @@ impl Ruleset {
                         },
                     );
                 }
-                NfListObject::Chain(chain) if chain.table == TABLE && chain.family == FAMILY => {
+                NfListObject::Chain(chain) if chain.table == TABLE => {
+                    let Some(table) = Table::of(chain.family) else {
+                        continue;
+                    };
                     ruleset.chains.insert(
                         chain.name.to_string(),
                         ChainSpec {
+                            table,
                             hook: chain.hook.map(|hook| (hook, chain.prio.unwrap_or(0))),
                             rules: Vec::new(),
                         },
                     );
                 }
-                NfListObject::Rule(rule) if rule.table == TABLE && rule.family == FAMILY => {
+                NfListObject::Rule(rule)
+                    if rule.table == TABLE && Table::of(rule.family).is_some() =>
+                {
                     let chain = ruleset.chains.get_mut(rule.chain.as_ref()).ok_or_else(|| {
                         ListingError::UnknownChain {
                             chain: rule.chain.to_string(),
@@ -301,7 +364,7 @@ pub fn address_element(family: AddressFamily, low: u128, high: u128) -> Expressi
 /// The typed objects that create `set` named `name` in our table.
 pub fn set_object(name: &str, set: &AddressSet) -> NfListObject<'static> {
     NfListObject::Set(Box::new(nftables::schema::Set {
-        family: FAMILY,
+        family: NfFamily::INet,
         table: TABLE.into(),
         name: name.to_string().into(),
         set_type: SetTypeValue::Single(set.family.set_type()),
@@ -319,7 +382,7 @@ pub fn set_object(name: &str, set: &AddressSet) -> NfListObject<'static> {
 /// of interfaces OpenNSG does not manage passes untouched.
 pub fn chain(name: &str, chain: &ChainSpec) -> nftables::schema::Chain<'static> {
     nftables::schema::Chain {
-        family: FAMILY,
+        family: chain.table.family(),
         table: TABLE.into(),
         name: name.to_string().into(),
         _type: chain.hook.map(|_| NfChainType::Filter),
@@ -336,9 +399,9 @@ pub fn chain_object(name: &str, spec: &ChainSpec) -> NfListObject<'static> {
 }
 
 /// The typed object that appends `rule` to chain `chain`.
-pub fn rule_object(chain: &str, rule: &RuleSpec) -> NfListObject<'static> {
+pub fn rule_object(chain: &str, spec: &ChainSpec, rule: &RuleSpec) -> NfListObject<'static> {
     NfListObject::Rule(nftables::schema::Rule {
-        family: FAMILY,
+        family: spec.table.family(),
         table: TABLE.into(),
         chain: chain.to_string().into(),
         expr: rule.statements.clone().into(),
@@ -347,9 +410,9 @@ pub fn rule_object(chain: &str, rule: &RuleSpec) -> NfListObject<'static> {
     })
 }
 
-pub fn table_object() -> NfListObject<'static> {
+pub fn table_object(table: Table) -> NfListObject<'static> {
     NfListObject::Table(nftables::schema::Table {
-        family: FAMILY,
+        family: table.family(),
         name: TABLE.into(),
         handle: None,
     })
@@ -390,7 +453,12 @@ mod tests {
 
     #[test]
     fn the_family_name_is_how_the_schema_spells_the_family() {
-        assert_eq!(serde_json::to_value(FAMILY).unwrap(), FAMILY_NAME);
+        for table in Table::ALL {
+            assert_eq!(
+                serde_json::to_value(table.family()).unwrap(),
+                table.family_name()
+            );
+        }
     }
 
     #[test]

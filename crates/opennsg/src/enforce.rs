@@ -118,7 +118,8 @@ pub fn render_model(
             }
             eprintln!(
                 "opennsg: warning: --bind {query}={interface}: there is no interface {interface} \
-                 yet; its traffic is filtered as soon as it appears"
+                 yet; its traffic is filtered as soon as it appears (if it appears as a bridge \
+                 port, only --watch notices and filters it as one)"
             );
         }
         let index = model
@@ -149,11 +150,37 @@ pub fn render_model(
     if bound.is_empty() {
         eprintln!("opennsg: warning: no network interface is bound, so nothing is filtered");
     }
+    let bridge_of = |interface: &str| {
+        interfaces
+            .iter()
+            .find(|local| local.name == interface)
+            .and_then(|local| local.bridge.as_deref())
+    };
     for (index, interface) in &bound {
-        eprintln!(
-            "opennsg: {} on {interface}",
-            model.network_interfaces[*index].name()
-        );
+        let nic = &model.network_interfaces[*index];
+        match bridge_of(interface) {
+            Some(bridge) => {
+                eprintln!(
+                    "opennsg: {} on {interface}, a port of bridge {bridge}",
+                    nic.name()
+                );
+                if nic.enable_ip_forwarding {
+                    eprintln!(
+                        "opennsg: warning: {} has IP forwarding, but on a bridge its NSGs filter \
+                         only traffic of its own addresses: what it forwards for others meets \
+                         no rule of its NSGs",
+                        nic.name()
+                    );
+                }
+            }
+            None => eprintln!("opennsg: {} on {interface}", nic.name()),
+        }
+    }
+    if bound
+        .iter()
+        .any(|(_, interface)| bridge_of(interface).is_some())
+    {
+        check_bridge_netfilter()?;
     }
     let ipv6 = bound.iter().any(|(index, _)| {
         model.network_interfaces[*index]
@@ -177,7 +204,11 @@ pub fn render_model(
     let nics: Vec<BoundNic<'_>> = policies
         .iter()
         .zip(&bound)
-        .map(|(policy, (_, interface))| BoundNic { policy, interface })
+        .map(|(policy, (_, interface))| BoundNic {
+            policy,
+            interface,
+            bridge: bridge_of(interface),
+        })
         .collect();
     Ok(nsg_nft::render(&nics, &resolver.sets, resolver.settings()))
 }
@@ -197,6 +228,29 @@ fn host_warnings(ipv6: bool) -> Vec<String> {
         .filter(|(name, _)| sysctl(name).as_deref() == Some("0"))
         .map(|(name, effect)| format!("{name} is 0, so {effect} (sysctl -w {name}=1)"))
         .collect()
+}
+
+/// Bridged guests are filtered in `inet` only if br_netfilter passes bridged frames to it
+/// (K8): without it, traffic between two guests of one bridge would meet no NSG.
+fn check_bridge_netfilter() -> Result<()> {
+    let missing: Vec<&str> = [
+        "net.bridge.bridge-nf-call-iptables",
+        "net.bridge.bridge-nf-call-ip6tables",
+    ]
+    .into_iter()
+    .filter(|name| sysctl(name).as_deref() != Some("1"))
+    .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let settings: Vec<String> = missing.iter().map(|name| format!("{name}=1")).collect();
+    bail!(
+        "bridge ports are bound, but {} {} not 1, so traffic between guests of one bridge would \
+         meet no NSG: run `modprobe br_netfilter && sysctl -w {}`",
+        missing.join(" and "),
+        if missing.len() == 1 { "is" } else { "are" },
+        settings.join(" ")
+    )
 }
 
 /// A sysctl's value, `None` if it does not exist here.

@@ -93,8 +93,8 @@ enum Command {
     /// Serve the ARM-compatible Microsoft.Network API (network security groups and application
     /// security groups so far) on the embedded store in DATA.
     Serve(ServeArgs),
-    /// Enforce NSGs on local interfaces with nftables: one table, `inet opennsg`, replaced or
-    /// changed atomically. Needs root (CAP_NET_ADMIN) and nft; conntrack for flushConnection.
+    /// Enforce NSGs on local interfaces with nftables: table `inet opennsg` (and `bridge opennsg`
+    /// for bridge ports), replaced or changed atomically. Needs root (CAP_NET_ADMIN) and nft; conntrack for flushConnection.
     Enforce(EnforceArgs),
     /// Quick benchmarks; one line per figure, each next to a naive baseline.
     Bench {
@@ -269,17 +269,18 @@ fn enforce(args: EnforceArgs) -> Result<u8> {
     use opennsg::enforce;
     let kernel = nsg_nft::Kernel::local();
     if args.remove {
-        let table = format!(
-            "{} {}",
-            nsg_nft::ruleset::FAMILY_NAME,
-            nsg_nft::ruleset::TABLE
-        );
-        if kernel.list_raw()?.is_none() {
-            eprintln!("opennsg: there is no table {table}: nothing to remove");
+        let tables = kernel.tables()?;
+        if tables.is_empty() {
+            eprintln!(
+                "opennsg: there is no table {}: nothing to remove",
+                nsg_nft::Table::Inet
+            );
             return Ok(0);
         }
-        kernel.apply(&nsg_nft::plan::remove())?;
-        eprintln!("opennsg: removed table {table}");
+        kernel.apply(&nsg_nft::plan::remove(&tables))?;
+        for table in tables {
+            eprintln!("opennsg: removed table {table}");
+        }
         return Ok(0);
     }
     let catalog = inputs::load_service_tags(&args.service_tags)?;
@@ -318,7 +319,7 @@ fn enforce(args: EnforceArgs) -> Result<u8> {
     let interfaces = enforce::local_interfaces()?;
     let rendered = enforce::render_model(&model, &catalog, settings, &binding, &interfaces)?;
     if args.dry_run {
-        let batch = nsg_nft::plan::full(&rendered.ruleset);
+        let batch = nsg_nft::plan::full(&rendered.ruleset, false);
         println!("{}", serde_json::to_string_pretty(&batch)?);
         return Ok(0);
     }

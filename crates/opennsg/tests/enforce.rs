@@ -15,7 +15,16 @@ use support::*;
 
 #[test]
 fn the_seed_picture_holds_for_real_traffic() {
-    let topology = seed_topology();
+    seed_picture(Attachment::Routed);
+}
+
+#[test]
+fn the_seed_picture_holds_for_bridged_guests() {
+    seed_picture(Attachment::Bridged);
+}
+
+fn seed_picture(attachment: Attachment) {
+    let topology = seed_topology(attachment);
     let env = fixture("seed-vms-http.json");
     let env = env.to_str().expect("utf-8 path");
     topology.opennsg(&["enforce", env, "--bind-by-mac"]);
@@ -61,6 +70,8 @@ fn the_seed_picture_holds_for_real_traffic() {
     assert!(topology.tcp("lb", "vm1", 22));
     assert!(topology.tcp("lb", "vm2", 80));
 
+    // The kernel lists back what was rendered: no drift.
+    topology.opennsg(&["enforce", env, "--bind-by-mac", "--check"]);
     let listing = topology
         .router
         .exec("nft", ["list", "table", "inet", "opennsg"])
@@ -77,12 +88,25 @@ fn the_seed_picture_holds_for_real_traffic() {
 
 #[test]
 fn the_asg_example_holds_for_real_traffic() {
-    let topology = Topology::new(&[
-        ("web", &["10.0.1.4"], None),
-        ("logic", &["10.0.1.5"], None),
-        ("db", &["10.0.1.6"], None),
-        ("inet", &["203.0.113.10"], None),
-    ]);
+    asg_example(Attachment::Routed);
+}
+
+#[test]
+fn the_asg_example_holds_for_bridged_guests() {
+    asg_example(Attachment::Bridged);
+}
+
+fn asg_example(attachment: Attachment) {
+    let topology = Topology::attached(
+        &[
+            ("web", &["10.0.1.4"], Some(mac("00-0D-3A-E0-06-01"))),
+            ("logic", &["10.0.1.5"], Some(mac("00-0D-3A-90-D4-7C"))),
+            ("db", &["10.0.1.6"], Some(mac("00-0D-3A-07-EB-EF"))),
+            ("inet", &["203.0.113.10"], None),
+        ],
+        attachment,
+        &["web", "logic", "db"],
+    );
     topology.enforce(
         &load("seed-asg.json"),
         &["web-nic=web", "logic-nic=logic", "db-nic=db"],
@@ -106,7 +130,16 @@ fn the_asg_example_holds_for_real_traffic() {
 
 #[test]
 fn a_connection_outlives_the_rule_that_allowed_it_unless_the_nsg_flushes() {
-    let topology = vm2_and_the_internet();
+    connection_outlives_its_rule(Attachment::Routed);
+}
+
+#[test]
+fn a_bridged_connection_outlives_the_rule_that_allowed_it_unless_the_nsg_flushes() {
+    connection_outlives_its_rule(Attachment::Bridged);
+}
+
+fn connection_outlives_its_rule(attachment: Attachment) {
+    let topology = vm2_and_the_internet(attachment);
     let vm2 = topology.host("vm2");
     let _echo = EchoServer::start(&vm2.ns, SocketAddr::new(vm2.address, 80)).expect("echo");
     let binds = ["vm2-nic=vm2"];
@@ -152,7 +185,7 @@ fn a_connection_outlives_the_rule_that_allowed_it_unless_the_nsg_flushes() {
 
 #[test]
 fn drift_is_reported_and_repaired() {
-    let topology = vm2_and_the_internet();
+    let topology = vm2_and_the_internet(Attachment::Routed);
     let env = load("seed-vms-http.json");
     topology.enforce(&env, &["vm2-nic=vm2"]);
     assert!(topology.tcp("inet", "vm2", 80));
@@ -186,7 +219,7 @@ fn drift_is_reported_and_repaired() {
 
 #[test]
 fn a_failed_apply_leaves_the_previous_policy_in_force() {
-    let topology = vm2_and_the_internet();
+    let topology = vm2_and_the_internet(Attachment::Routed);
     topology.enforce(&load("seed-vms-http.json"), &["vm2-nic=vm2"]);
     // A policy that would open port 22, applied by a process the kernel refuses (no
     // CAP_NET_ADMIN): nft fails, the command says why, and the table in force is unchanged.
@@ -318,7 +351,7 @@ fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
 fn enforce_follows_a_server_and_repairs_drift() {
     const TOKEN: &str = "watch-test-token";
     const PORT: u16 = 18080;
-    let topology = vm2_and_the_internet();
+    let topology = vm2_and_the_internet(Attachment::Routed);
     let vm2 = topology.host("vm2");
     // One HTTP echo server for the whole test: new connections and the long-lived one.
     let _http = EchoServer::start(&vm2.ns, SocketAddr::new(vm2.address, 80)).expect("echo");
@@ -484,7 +517,7 @@ fn dual_stack_rules_hold_for_ipv6_traffic() {
 
 #[test]
 fn a_bind_to_a_missing_interface_fails_unless_it_may_appear_later() {
-    let mut topology = vm2_and_the_internet();
+    let mut topology = vm2_and_the_internet(Attachment::Routed);
     let env = load("seed-vms-http.json");
     topology.enforce(&env, &["vm2-nic=vm2"]);
     assert!(!topology.tcp("inet", "vm2", 22), "DenyAllInBound");

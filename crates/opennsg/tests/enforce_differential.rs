@@ -304,18 +304,36 @@ fn reference_allows(env: &Value, probe: &Probe) -> bool {
 
 #[test]
 fn the_kernel_agrees_with_the_reference_on_random_policies_and_packets() {
+    the_kernel_agrees_with_the_reference(false);
+}
+
+/// The same with the VMs on ports of one Linux bridge (and the other hosts routed).
+#[test]
+fn the_kernel_agrees_with_the_reference_for_bridged_guests() {
+    the_kernel_agrees_with_the_reference(true);
+}
+
+fn the_kernel_agrees_with_the_reference(bridged: bool) {
     let lab = Lab::new().expect("kernel tests need root and iproute2 (run the tests as root)");
     let router = lab.router("host").expect("router");
+    let bridge = bridged.then(|| {
+        lab.bridge(&router, "br0", &["10.0.0.1/16"])
+            .expect("bridge")
+    });
     let namespaces: Vec<Netns> = HOSTS
         .iter()
         .map(|host| {
             let ns = lab.namespace(host.name).expect("namespace");
-            lab.attach(
-                &router,
-                &ns,
-                &RouterSide::new(host.name),
-                &GuestSide::new("eth0", [IpAddr::V4(host.address)]),
-            )
+            let (router_side, guest_side) = (
+                RouterSide::new(host.name),
+                GuestSide::new("eth0", [IpAddr::V4(host.address)]),
+            );
+            match &bridge {
+                Some(bridge) if host.nic.is_some() => {
+                    lab.attach_to_bridge(bridge, &ns, &router_side, &guest_side)
+                }
+                _ => lab.attach(&router, &ns, &router_side, &guest_side),
+            }
             .expect("veth");
             ns
         })

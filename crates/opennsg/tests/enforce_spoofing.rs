@@ -6,10 +6,11 @@
 mod support;
 
 use nsg_netlab::packet::{
-    ipv4_icmp_port_unreachable, ipv4_udp, ipv6_icmp_port_unreachable, ipv6_udp,
+    arp_reply, ethernet_frame, ipv4_icmp_port_unreachable, ipv4_udp, ipv6_icmp_port_unreachable,
+    ipv6_neighbor_advertisement, ipv6_udp, parse_arp, parse_neighbor_advertisement, ETHERTYPE_IPV4,
 };
-use nsg_netlab::{udp_bind, Capture, FiveTuple, IcmpError, RawSender};
-use std::net::{IpAddr, SocketAddr};
+use nsg_netlab::{udp_bind, Capture, FiveTuple, FrameSender, IcmpError, RawSender};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 use support::*;
 
@@ -98,13 +99,22 @@ impl Probes<'_> {
     }
 }
 
+/// The MACs of the NICs in `spoofing.json`.
+const N0_MAC: [u8; 6] = [0x00, 0x0d, 0x3a, 0, 1, 4];
+const N1_MAC: [u8; 6] = [0x00, 0x0d, 0x3a, 0, 1, 5];
+const N3_MAC: [u8; 6] = [0x00, 0x0d, 0x3a, 0, 1, 7];
+
 /// n0 and n1 are ordinary guests with open NSGs, n3 a guest whose NSG denies everything,
 /// `appliance` a guest with IP forwarding; `inet` a host on the internet.
 const HOSTS: [HostSpec<'static>; 5] = [
-    ("n0", &["10.0.1.4", "fd00:1:0:1::4"], None),
-    ("n1", &["10.0.1.5", "fd00:1:0:1::5"], None),
-    ("n3", &["10.0.1.7", "fd00:1:0:1::7"], None),
-    ("appliance", &["10.0.1.8", "fd00:1:0:1::8"], None),
+    ("n0", &["10.0.1.4", "fd00:1:0:1::4"], Some(N0_MAC)),
+    ("n1", &["10.0.1.5", "fd00:1:0:1::5"], Some(N1_MAC)),
+    ("n3", &["10.0.1.7", "fd00:1:0:1::7"], Some(N3_MAC)),
+    (
+        "appliance",
+        &["10.0.1.8", "fd00:1:0:1::8"],
+        Some([0x00, 0x0d, 0x3a, 0, 1, 8]),
+    ),
     ("inet", &["203.0.113.10", "2001:db8::10"], None),
 ];
 
@@ -234,6 +244,128 @@ fn forwarding_nics_carry_other_addresses(topology: &Topology) {
             "{family}: nor receive for one"
         );
     }
+}
+
+/// The guests of [`HOSTS`] and two more that no NIC is bound to, on one bridge.
+fn bridged_topology() -> Topology {
+    let mut hosts = HOSTS.to_vec();
+    hosts.push(("free1", &["10.0.1.20"], None));
+    hosts.push(("free2", &["10.0.1.21"], None));
+    Topology::with_bridge(&hosts, &["n0", "n1", "n3", "appliance", "free1", "free2"])
+}
+
+/// On a bridge a guest also must not send under another's MAC, answer ARP for another's IPv4
+/// address or advertise another's IPv6 address; ports no NIC is bound to are not filtered.
+fn layer_two_spoofing_is_dropped(topology: &Topology) {
+    topology.enforce(&load("spoofing.json"), &BINDS);
+    let bridge_mac = topology.bridge.as_ref().expect("a bridge").mac();
+    let frames = |host: &str| FrameSender::open(&topology.host(host).ns, "eth0").expect("sender");
+    let capture =
+        |host: &str| Capture::open_frames(&topology.host(host).ns, "eth0").expect("capture");
+    let v4 = |text: &str| text.parse::<Ipv4Addr>().expect("IPv4");
+    let v6 = |text: &str| text.parse::<Ipv6Addr>().expect("IPv6");
+    let (n0, n1, inet) = (v4("10.0.1.4"), v4("10.0.1.5"), v4("203.0.113.10"));
+
+    // n1's own frame to the internet passes; the same under n0's MAC does not.
+    let inet_capture = Capture::open(&topology.host("inet").ns, "eth0").expect("capture");
+    let datagram = ipv4_udp(n1, inet, 4100, 5000, b"probe");
+    let arrived = |src_mac| {
+        inet_capture.drain(Duration::ZERO).expect("drain");
+        frames("n1")
+            .send(&ethernet_frame(
+                src_mac,
+                bridge_mac,
+                ETHERTYPE_IPV4,
+                &datagram,
+            ))
+            .expect("send");
+        let sent = FiveTuple::parse(&datagram);
+        inet_capture
+            .drain(Duration::from_millis(300))
+            .expect("capture")
+            .iter()
+            .any(|p| FiveTuple::parse(p) == sent)
+    };
+    assert!(arrived(N1_MAC), "n1's own frame");
+    assert!(!arrived(N0_MAC), "n1's frame under n0's MAC");
+
+    // ARP: n0 may say where 10.0.1.4 is; n3 may not.
+    let n1_frames = capture("n1");
+    let arp_from = |host: &str, mac, claimed| {
+        n1_frames.drain(Duration::ZERO).expect("drain");
+        frames(host)
+            .send(&arp_reply(mac, claimed, N1_MAC, n1))
+            .expect("send");
+        n1_frames
+            .drain(Duration::from_millis(300))
+            .expect("capture")
+            .iter()
+            .filter_map(|f| parse_arp(f))
+            .any(|(_, sender_mac, sender_ip, _)| sender_mac == mac && sender_ip == claimed)
+    };
+    assert!(
+        arp_from("n0", N0_MAC, n0),
+        "n0's ARP reply for its own address"
+    );
+    assert!(
+        !arp_from("n3", N3_MAC, n0),
+        "n3's ARP reply for n0's address"
+    );
+
+    // IPv6 neighbour discovery: the same for advertisements.
+    let (n0_v6, n1_v6, n3_v6) = (
+        v6("fd00:1:0:1::4"),
+        v6("fd00:1:0:1::5"),
+        v6("fd00:1:0:1::7"),
+    );
+    let advert_from = |host: &str, mac, src, target| {
+        n1_frames.drain(Duration::ZERO).expect("drain");
+        frames(host)
+            .send(&ipv6_neighbor_advertisement(
+                mac, src, N1_MAC, n1_v6, target,
+            ))
+            .expect("send");
+        n1_frames
+            .drain(Duration::from_millis(300))
+            .expect("capture")
+            .iter()
+            .any(|f| parse_neighbor_advertisement(f) == Some(target))
+    };
+    assert!(
+        advert_from("n0", N0_MAC, n0_v6, n0_v6),
+        "n0 advertises its own address"
+    );
+    assert!(
+        !advert_from("n3", N3_MAC, n3_v6, n0_v6),
+        "n3 advertises n0's address"
+    );
+
+    // Ports of no bound NIC are untouched, spoofed sources included.
+    let probes = Probes::new(topology, &["free1", "free2"]);
+    assert!(topology.tcp("free1", "free2", 22), "unbound guests talk");
+    assert!(
+        probes.delivered(
+            "free1",
+            &udp(ip("10.0.1.200"), ip("10.0.1.21"), 1, 2),
+            "free2"
+        ),
+        "nor is an unbound guest's spoofing OpenNSG's to stop"
+    );
+}
+
+#[test]
+fn bridged_guests_cannot_spoof_on_new_or_tracked_flows() {
+    spoofing_is_dropped_on_new_and_tracked_flows(&bridged_topology());
+}
+
+#[test]
+fn bridged_forwarding_nics_carry_other_addresses() {
+    forwarding_nics_carry_other_addresses(&bridged_topology());
+}
+
+#[test]
+fn bridged_guests_cannot_spoof_macs_arp_or_neighbour_discovery() {
+    layer_two_spoofing_is_dropped(&bridged_topology());
 }
 
 #[test]

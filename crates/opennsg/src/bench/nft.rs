@@ -50,6 +50,7 @@ pub fn run(options: &super::Options) -> Result<()> {
             &[BoundNic {
                 policy,
                 interface: "bench0",
+                bridge: None,
             }],
             &w.sets,
             &settings,
@@ -71,7 +72,7 @@ pub fn run(options: &super::Options) -> Result<()> {
     let namespace = Namespace::create()?;
     let kernel = Kernel::in_namespace(&namespace.0);
 
-    let full = plan::full(ruleset);
+    let full = plan::full(ruleset, false);
     let full_times = repeat(7, || kernel.apply(&full))?;
     println!(
         "nft full apply (whole table replaced, one transaction): {} (median of 7; target ≤ 1 s)",
@@ -85,7 +86,7 @@ pub fn run(options: &super::Options) -> Result<()> {
         stages.retain(|stage| stage.level == nsg_policy::Level::NetworkInterface);
     }
     let one = render_policy(&one_nsg);
-    let one_batch = plan::full(&one.ruleset);
+    let one_batch = plan::full(&one.ruleset, false);
     let one_time = repeat(7, || kernel.apply(&one_batch))?;
     println!(
         "nft full apply of one 1000-rule NSG ({} nft rules, {} sets, {} elements): {} (median of 7)",
@@ -170,7 +171,7 @@ pub fn run(options: &super::Options) -> Result<()> {
 
     let (naive, whole) = naive_rendering(ruleset);
     let naive_rules = naive.rule_count();
-    let naive_time = repeat(3, || kernel.apply(&plan::full(&naive)))?;
+    let naive_time = repeat(3, || kernel.apply(&plan::full(&naive, false)))?;
     println!(
         "nft naive baseline (one rule per prefix, no sets): the whole policy would be {whole} rules; \
          applied the first {naive_rules} of them in {} (median of 3), {:.1} µs per rule, \
@@ -179,7 +180,7 @@ pub fn run(options: &super::Options) -> Result<()> {
         naive_time.as_secs_f64() * 1e6 / naive_rules as f64,
         naive_time.as_secs_f64() * whole as f64 / naive_rules as f64,
     );
-    kernel.apply(&plan::remove())?;
+    kernel.apply(&plan::remove(&kernel.tables()?))?;
     Ok(())
 }
 
@@ -271,6 +272,7 @@ fn naive_rendering(ruleset: &Ruleset) -> (Ruleset, usize) {
         naive.chains.insert(
             name.clone(),
             ChainSpec {
+                table: chain.table,
                 hook: chain.hook,
                 rules,
             },

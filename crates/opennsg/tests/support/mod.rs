@@ -244,23 +244,52 @@ pub fn mac(azure: &str) -> [u8; 6] {
     octets
 }
 
-/// The seed's four VMs, the internet host and the load balancer probe source. The router-side
-/// interfaces carry the NICs' MACs so that `--bind-by-mac` finds them.
-pub fn seed_topology() -> Topology {
-    Topology::new(&[
-        ("vm1", &["10.0.1.4"], Some(mac("00-0D-3A-C5-06-0A"))),
-        ("vm2", &["10.0.1.5"], Some(mac("00-0D-3A-19-23-CF"))),
-        ("vm3", &["10.0.2.4"], Some(mac("00-0D-3A-89-86-6F"))),
-        ("vm4", &["10.0.3.4"], Some(mac("00-0D-3A-33-73-12"))),
-        ("inet", &["203.0.113.10"], None),
-        ("lb", &["168.63.129.16"], None),
-    ])
+/// How guests are attached to the router: the two topologies every enforcement case runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Attachment {
+    /// Each guest on a veth pair of its own, routed (Calico's way).
+    Routed,
+    /// Guests on ports of one Linux bridge (libvirt's, Docker's and LXD's way); other hosts
+    /// routed.
+    Bridged,
+}
+
+impl Topology {
+    /// `hosts`, with those named in `guests` attached as `attachment` says and the rest routed.
+    pub fn attached(hosts: &[HostSpec<'_>], attachment: Attachment, guests: &[&str]) -> Topology {
+        match attachment {
+            Attachment::Routed => Topology::new(hosts),
+            Attachment::Bridged => Topology::with_bridge(hosts, guests),
+        }
+    }
+}
+
+/// The seed's four VMs, the internet host and the load balancer probe source. The VMs'
+/// host-side interfaces carry the NICs' MACs (as libvirt's taps, on a bridge) so that
+/// `--bind-by-mac` finds them.
+pub fn seed_topology(attachment: Attachment) -> Topology {
+    Topology::attached(
+        &[
+            ("vm1", &["10.0.1.4"], Some(mac("00-0D-3A-C5-06-0A"))),
+            ("vm2", &["10.0.1.5"], Some(mac("00-0D-3A-19-23-CF"))),
+            ("vm3", &["10.0.2.4"], Some(mac("00-0D-3A-89-86-6F"))),
+            ("vm4", &["10.0.3.4"], Some(mac("00-0D-3A-33-73-12"))),
+            ("inet", &["203.0.113.10"], None),
+            ("lb", &["168.63.129.16"], None),
+        ],
+        attachment,
+        &["vm1", "vm2", "vm3", "vm4"],
+    )
 }
 
 /// The seed's VM2 (subnet NSG1 only) and the internet host.
-pub fn vm2_and_the_internet() -> Topology {
-    Topology::new(&[
-        ("vm2", &["10.0.1.5"], None),
-        ("inet", &["203.0.113.10"], None),
-    ])
+pub fn vm2_and_the_internet(attachment: Attachment) -> Topology {
+    Topology::attached(
+        &[
+            ("vm2", &["10.0.1.5"], Some(mac("00-0D-3A-19-23-CF"))),
+            ("inet", &["203.0.113.10"], None),
+        ],
+        attachment,
+        &["vm2"],
+    )
 }
