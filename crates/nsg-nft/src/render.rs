@@ -45,7 +45,7 @@ use std::net::IpAddr;
 pub struct BoundNic<'a> {
     pub policy: &'a NicPolicy,
     pub interface: &'a str,
-    /// The bridge `interface` is a port of, if it is one (K8).
+    /// The bridge `interface` is a port of, if it is one (K9).
     pub bridge: Option<&'a str>,
 }
 
@@ -183,7 +183,7 @@ struct Dispatch {
     interface: String,
     /// For a NIC on a bridge port, `interface` is the bridge, which `inet` hooks see for every
     /// port: the NIC's packets are those from (or to) its addresses. The bridge table's guards
-    /// have made sure that only its port sends from them and receives for them (K8).
+    /// have made sure that only its port sends from them and receives for them (K9).
     addresses: Option<Vec<IpNet>>,
     chain: String,
 }

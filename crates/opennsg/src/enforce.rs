@@ -231,7 +231,7 @@ fn host_warnings(ipv6: bool) -> Vec<String> {
 }
 
 /// Bridged guests are filtered in `inet` only if br_netfilter passes bridged frames to it
-/// (K8): without it, traffic between two guests of one bridge would meet no NSG.
+/// (K9): without it, traffic between two guests of one bridge would meet no NSG.
 fn check_bridge_netfilter() -> Result<()> {
     let missing: Vec<&str> = [
         "net.bridge.bridge-nf-call-iptables",

@@ -552,7 +552,14 @@ fn bench_accepts_classbench_files() {
 #[test]
 fn enforce_dry_run_prints_the_nft_transaction() {
     let (code, stdout, stderr) = opennsg(
-        &["enforce", "-", "--bind", "vm1-nic=eth9", "--dry-run"],
+        &[
+            "enforce",
+            "-",
+            "--bind",
+            "vm1-nic=eth9",
+            "--allow-absent",
+            "--dry-run",
+        ],
         &environment(),
     );
     assert_eq!(code, 0, "{stderr}");

@@ -556,3 +556,31 @@ fn a_bind_to_a_missing_interface_fails_unless_it_may_appear_later() {
     );
     assert!(!topology.tcp("late", "inet", 80), "NSG2 denies HTTP out");
 }
+
+#[test]
+fn bridge_ports_are_not_bound_without_br_netfilter() {
+    let topology = vm2_and_the_internet(Attachment::Bridged);
+    topology
+        .router
+        .exec_checked("sysctl", ["-qw", "net.bridge.bridge-nf-call-iptables=0"])
+        .expect("sysctl");
+    let path = topology.dir.path().join("env.json");
+    std::fs::write(
+        &path,
+        serde_json::to_vec(&load("seed-vms-http.json")).expect("json"),
+    )
+    .expect("write");
+    let output = topology.run(&[
+        "enforce",
+        path.to_str().expect("utf-8 path"),
+        "--bind",
+        "vm2-nic=vm2",
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("net.bridge.bridge-nf-call-iptables")
+            && stderr.contains("modprobe br_netfilter"),
+        "{stderr}"
+    );
+}

@@ -1,4 +1,4 @@
-//! The layer-2 guards of NICs whose interface is a bridge port (table `bridge opennsg`, K8).
+//! The layer-2 guards of NICs whose interface is a bridge port (table `bridge opennsg`, K9).
 //!
 //! On a bridge, the `inet` hooks see bridged frames only through br_netfilter, and with the
 //! bridge as both input and output interface: they cannot tell ports apart. So the guards that

@@ -45,17 +45,18 @@ pub fn run(options: &super::Options) -> Result<()> {
     let catalog = inputs::load_service_tags(&options.service_tags)?;
     let w = workload::nsg_workload(&catalog, 1000, 0, options.seed)?;
     let settings = Settings::default();
-    let render_policy = |policy: &nsg_policy::NicPolicy| {
+    let render_attached = |policy: &nsg_policy::NicPolicy, bridge: Option<&str>| {
         render(
             &[BoundNic {
                 policy,
                 interface: "bench0",
-                bridge: None,
+                bridge,
             }],
             &w.sets,
             &settings,
         )
     };
+    let render_policy = |policy: &nsg_policy::NicPolicy| render_attached(policy, None);
     let t = Instant::now();
     let rendered = render_policy(&w.policy);
     let render_time = t.elapsed();
@@ -99,10 +100,87 @@ pub fn run(options: &super::Options) -> Result<()> {
 
     // One rule changes: the destination ports of one custom rule, back and forth, for rules
     // spread over both NSGs and both directions.
+    let (mut samples, rewritten) = one_rule_changes(&kernel, ruleset, &w.policy, render_policy)?;
+    let slowest = *samples.iter().max().context("samples")?;
+    println!(
+        "nft one-rule change: {} median, {} slowest, over {} changes (the destination ports of {} \
+         rules across both NSGs and directions, each applied and undone 3 times); nft rules \
+         rewritten per change: {} median, {} most (target ≤ 50 ms)",
+        ms(median(&mut samples)),
+        ms(slowest),
+        samples.len(),
+        rewritten.len(),
+        rewritten[rewritten.len() / 2],
+        rewritten.last().copied().unwrap_or(0),
+    );
+
+    // The same NIC on a bridge port: the inet table dispatches by bridge and address, and the
+    // bridge table guards the port.
+    let bridged = render_attached(&w.policy, Some("br-bench"));
+    let bridged_full = plan::full(&bridged.ruleset, false);
+    let bridged_times = repeat(7, || kernel.apply(&bridged_full))?;
+    verify_listing(&kernel, &bridged.ruleset)?;
+    let (mut bridged_samples, _) = one_rule_changes(&kernel, &bridged.ruleset, &w.policy, |p| {
+        render_attached(p, Some("br-bench"))
+    })?;
+    println!(
+        "nft bridged (the NIC on a port of a bridge; {} nft rules, {} of them in table bridge): \
+         full apply {} (median of 7), one-rule change {} median over {} changes",
+        bridged.ruleset.rule_count(),
+        bridged
+            .ruleset
+            .chains
+            .values()
+            .filter(|c| c.table == nsg_nft::Table::Bridge)
+            .map(|c| c.rules.len())
+            .sum::<usize>(),
+        ms(bridged_times),
+        ms(median(&mut bridged_samples)),
+        bridged_samples.len(),
+    );
+    kernel.apply(&plan::full(ruleset, true))?;
+    let t = Instant::now();
+    let current = kernel.current()?.context("the table exists")?;
+    let listing = t.elapsed();
+    let drift = nsg_nft::Difference::between(&current, ruleset);
+    println!(
+        "nft drift check (list the table, parse, compare): {}; drift: {}",
+        ms(listing),
+        if drift.is_empty() {
+            "none".to_string()
+        } else {
+            drift.describe().join(", ")
+        }
+    );
+
+    let (naive, whole) = naive_rendering(ruleset);
+    let naive_rules = naive.rule_count();
+    let naive_time = repeat(3, || kernel.apply(&plan::full(&naive, false)))?;
+    println!(
+        "nft naive baseline (one rule per prefix, no sets): the whole policy would be {whole} rules; \
+         applied the first {naive_rules} of them in {} (median of 3), {:.1} µs per rule, \
+         so about {:.1} s for all of them",
+        ms(naive_time),
+        naive_time.as_secs_f64() * 1e6 / naive_rules as f64,
+        naive_time.as_secs_f64() * whole as f64 / naive_rules as f64,
+    );
+    kernel.apply(&plan::remove(&kernel.tables()?))?;
+    Ok(())
+}
+
+/// Applies and undoes one-rule changes (the destination ports of custom rules at ten positions
+/// of every stage) over `ruleset`, the rendering of `policy`: the time of each apply, and the
+/// nft rules each change rewrites, sorted.
+fn one_rule_changes(
+    kernel: &Kernel,
+    ruleset: &Ruleset,
+    policy: &nsg_policy::NicPolicy,
+    render_policy: impl Fn(&nsg_policy::NicPolicy) -> nsg_nft::Rendered,
+) -> Result<(Vec<Duration>, Vec<usize>)> {
     let mut samples = Vec::new();
     let mut rewritten = Vec::new();
-    for (direction, stage, position) in changed_rule_positions(&w.policy) {
-        let mut changed_policy = w.policy.clone();
+    for (direction, stage, position) in changed_rule_positions(policy) {
+        let mut changed_policy = policy.clone();
         let stages = match direction {
             Direction::Inbound => &mut changed_policy.inbound,
             Direction::Outbound => &mut changed_policy.outbound,
@@ -143,45 +221,7 @@ pub fn run(options: &super::Options) -> Result<()> {
         }
     }
     rewritten.sort();
-    let slowest = *samples.iter().max().context("samples")?;
-    println!(
-        "nft one-rule change: {} median, {} slowest, over {} changes (the destination ports of {} \
-         rules across both NSGs and directions, each applied and undone 3 times); nft rules \
-         rewritten per change: {} median, {} most (target ≤ 50 ms)",
-        ms(median(&mut samples)),
-        ms(slowest),
-        samples.len(),
-        rewritten.len(),
-        rewritten[rewritten.len() / 2],
-        rewritten.last().copied().unwrap_or(0),
-    );
-    let t = Instant::now();
-    let current = kernel.current()?.context("the table exists")?;
-    let listing = t.elapsed();
-    let drift = nsg_nft::Difference::between(&current, ruleset);
-    println!(
-        "nft drift check (list the table, parse, compare): {}; drift: {}",
-        ms(listing),
-        if drift.is_empty() {
-            "none".to_string()
-        } else {
-            drift.describe().join(", ")
-        }
-    );
-
-    let (naive, whole) = naive_rendering(ruleset);
-    let naive_rules = naive.rule_count();
-    let naive_time = repeat(3, || kernel.apply(&plan::full(&naive, false)))?;
-    println!(
-        "nft naive baseline (one rule per prefix, no sets): the whole policy would be {whole} rules; \
-         applied the first {naive_rules} of them in {} (median of 3), {:.1} µs per rule, \
-         so about {:.1} s for all of them",
-        ms(naive_time),
-        naive_time.as_secs_f64() * 1e6 / naive_rules as f64,
-        naive_time.as_secs_f64() * whole as f64 / naive_rules as f64,
-    );
-    kernel.apply(&plan::remove(&kernel.tables()?))?;
-    Ok(())
+    Ok((samples, rewritten))
 }
 
 /// Custom rules at ten positions of every stage: (direction, stage index, rule index).
