@@ -214,3 +214,98 @@ fn batch(commands: Vec<NfCmd<'static>>) -> Nftables<'static> {
         objects: Cow::Owned(commands.into_iter().map(NfObject::CmdObject).collect()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ruleset::ChainSpec;
+    use nftables::types::NfHook;
+
+    /// A ruleset with one inet base chain, and a bridge base chain if `bridged`.
+    fn ruleset(bridged: bool) -> Ruleset {
+        let mut ruleset = Ruleset::default();
+        let base = |table, hook| ChainSpec {
+            table,
+            hook: Some((hook, -200)),
+            rules: Vec::new(),
+        };
+        ruleset
+            .chains
+            .insert("forward".into(), base(Table::Inet, NfHook::Forward));
+        if bridged {
+            ruleset.chains.insert(
+                "l2-prerouting".into(),
+                base(Table::Bridge, NfHook::Prerouting),
+            );
+        }
+        ruleset
+    }
+
+    /// The (command, family) of every table command in `batch`.
+    fn table_commands(batch: &Nftables<'_>) -> Vec<(&'static str, String)> {
+        batch
+            .objects
+            .iter()
+            .filter_map(|object| {
+                let (command, object) = match object {
+                    NfObject::CmdObject(NfCmd::Add(o)) => ("add", o),
+                    NfObject::CmdObject(NfCmd::Delete(o)) => ("delete", o),
+                    _ => return None,
+                };
+                let NfListObject::Table(table) = object else {
+                    return None;
+                };
+                let family = serde_json::to_value(table.family).expect("a family");
+                Some((command, family.as_str().unwrap_or_default().to_string()))
+            })
+            .collect()
+    }
+
+    fn commands(list: &[(&'static str, &str)]) -> Vec<(&'static str, String)> {
+        list.iter().map(|(c, f)| (*c, f.to_string())).collect()
+    }
+
+    #[test]
+    fn the_bridge_table_is_made_only_for_bridge_ports_and_deleted_with_the_last() {
+        // Routed only: the bridge family is never touched, unless a bridge table is left over.
+        assert_eq!(
+            table_commands(&full(&ruleset(false), false)),
+            commands(&[("add", "inet"), ("delete", "inet"), ("add", "inet")])
+        );
+        assert_eq!(
+            table_commands(&full(&ruleset(false), true)),
+            commands(&[
+                ("add", "inet"),
+                ("delete", "inet"),
+                ("add", "inet"),
+                ("add", "bridge"),
+                ("delete", "bridge"),
+            ])
+        );
+        assert_eq!(
+            table_commands(&full(&ruleset(true), false)),
+            commands(&[
+                ("add", "inet"),
+                ("delete", "inet"),
+                ("add", "inet"),
+                ("add", "bridge"),
+                ("delete", "bridge"),
+                ("add", "bridge"),
+            ])
+        );
+        // The first bridge port: the table is made in place; the last one unbound: deleted,
+        // and neither replaces the inet table.
+        let bound = incremental(&ruleset(false), &ruleset(true)).expect("a change");
+        assert_eq!(
+            table_commands(&bound),
+            commands(&[("add", "inet"), ("add", "bridge")])
+        );
+        assert!(!replaces_table(&bound));
+        let unbound = incremental(&ruleset(true), &ruleset(false)).expect("a change");
+        assert_eq!(
+            table_commands(&unbound),
+            commands(&[("add", "inet"), ("delete", "bridge")])
+        );
+        assert!(!replaces_table(&unbound));
+    }
+}

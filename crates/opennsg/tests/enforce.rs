@@ -351,7 +351,7 @@ fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
 fn enforce_follows_a_server_and_repairs_drift() {
     const TOKEN: &str = "watch-test-token";
     const PORT: u16 = 18080;
-    let topology = vm2_and_the_internet(Attachment::Routed);
+    let mut topology = vm2_and_the_internet(Attachment::Routed);
     let vm2 = topology.host("vm2");
     // One HTTP echo server for the whole test: new connections and the long-lived one.
     let _http = EchoServer::start(&vm2.ns, SocketAddr::new(vm2.address, 80)).expect("echo");
@@ -435,6 +435,7 @@ fn enforce_follows_a_server_and_repairs_drift() {
         certificate.to_str().expect("utf-8"),
         "--bind",
         "vm2-nic=vm2",
+        "--bind-by-mac",
         "--interval",
         "0.2",
         "--reconcile-interval",
@@ -485,6 +486,20 @@ fn enforce_follows_a_server_and_repairs_drift() {
         "the drift was repaired"
     );
     assert!(!topology.tcp("inet", "vm2", 22));
+
+    // A VM that starts later: --bind-by-mac binds its interface as soon as it appears.
+    topology.add_host(
+        &("vm1", &["10.0.1.4"], Some(mac("00-0D-3A-C5-06-0A"))),
+        false,
+    );
+    assert!(
+        eventually(Duration::from_secs(20), || !topology.tcp("inet", "vm1", 22)),
+        "the new VM's NSGs were enforced"
+    );
+    assert!(
+        topology.tcp("vm2", "vm1", 22),
+        "AllowVnetInBound: the VM is up, and filtered"
+    );
 }
 
 #[test]
