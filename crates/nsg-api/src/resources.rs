@@ -71,8 +71,8 @@ pub fn parse_body(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
 }
 
 /// Checks that `doc` has the shape of `T`, naming the field that does not.
-fn check_shape<T: serde::de::DeserializeOwned>(doc: &Value) -> Result<(), ApiError> {
-    serde_path_to_error::deserialize::<_, T>(doc.clone())
+fn check_shape<T: serde::de::DeserializeOwned>(doc: &Map<String, Value>) -> Result<(), ApiError> {
+    serde_path_to_error::deserialize::<_, T>(Value::Object(doc.clone()))
         .map(|_| ())
         .map_err(|e| {
             ApiError::bad_request(
@@ -238,6 +238,13 @@ fn normalise(
     mut body: Map<String, Value>,
     existing: Option<&StoredResource>,
 ) -> Result<Value, ApiError> {
+    // The body as sent is checked before anything is defaulted: a field of the wrong type
+    // must be refused, never replaced (a `"properties": "x"` would otherwise drop every rule).
+    // `null` is an absent field, as ARM takes it.
+    if body.get("properties") == Some(&Value::Null) {
+        body.remove("properties");
+    }
+    check_kind_shape(kind, &body)?;
     envelope(id, kind, &mut body, existing)?;
     let props = properties(&mut body);
     for read_only in ["provisioningState", "defaultSecurityRules", "flowLogs"] {
@@ -269,15 +276,29 @@ fn normalise(
         }
         Kind::VirtualMachine | Kind::NetworkWatcher => {}
     }
-    let doc = Value::Object(body);
+    check_kind_shape(kind, &body)?;
+    Ok(Value::Object(body))
+}
+
+/// Checks that `doc` has the shape of a `kind` document.
+fn check_kind_shape(kind: Kind, doc: &Map<String, Value>) -> Result<(), ApiError> {
     match kind {
-        Kind::NetworkSecurityGroup => check_shape::<arm::NetworkSecurityGroup>(&doc)?,
-        Kind::VirtualNetwork => check_shape::<arm::VirtualNetwork>(&doc)?,
-        Kind::NetworkInterface => check_shape::<arm::NetworkInterface>(&doc)?,
-        Kind::VirtualMachine => check_shape::<arm::VirtualMachine>(&doc)?,
-        Kind::ApplicationSecurityGroup | Kind::NetworkWatcher => {}
+        Kind::NetworkSecurityGroup => check_shape::<arm::NetworkSecurityGroup>(doc),
+        Kind::VirtualNetwork => check_shape::<arm::VirtualNetwork>(doc),
+        Kind::NetworkInterface => check_shape::<arm::NetworkInterface>(doc),
+        Kind::VirtualMachine => check_shape::<arm::VirtualMachine>(doc),
+        Kind::ApplicationSecurityGroup | Kind::NetworkWatcher => {
+            check_shape::<arm::ApplicationSecurityGroup>(doc)
+        }
     }
-    Ok(doc)
+}
+
+/// Checks that `doc` has the shape of a `child` document, as the request wrote it.
+fn check_child_shape(child: Child, doc: &Map<String, Value>) -> Result<(), ApiError> {
+    match child {
+        Child::SecurityRules | Child::DefaultSecurityRules => check_shape::<arm::SecurityRule>(doc),
+        Child::Subnets => check_shape::<arm::Subnet>(doc),
+    }
 }
 
 /// A stable MAC address for a NIC, in Azure's `00-0D-3A-…` range, from its id.
@@ -929,6 +950,7 @@ pub fn put_child(
                 format!("Can not perform requested operation on nested resource. Parent resource '{}' not found.", parent.name()),
             )
         })?;
+        check_child_shape(child, &body)?;
         let mut doc = existing.document.clone();
         let mut item = body;
         normalise_child(parent, child, name, &mut item);

@@ -667,3 +667,77 @@ async fn concurrent_rule_writes_on_one_nsg_lose_nothing() {
         24
     );
 }
+
+/// Regression (found by a hostile probe): `properties` of the wrong JSON type was replaced by
+/// `{}`, so `PUT {"location": …, "properties": "x"}` answered 200 and dropped every rule.
+#[tokio::test]
+async fn properties_of_the_wrong_type_are_refused_not_replaced() {
+    let api = Api::new();
+    let subnet = format!("{RG}/virtualNetworks/vnet1/subnets/s1");
+    let resources = [
+        (
+            "networkSecurityGroups/nsg1",
+            json!({"location": "westeurope", "properties": {"securityRules": [rule("deny-all", 100, "*")]}}),
+        ),
+        (
+            "applicationSecurityGroups/asg1",
+            json!({"location": "westeurope", "properties": {}}),
+        ),
+        (
+            "virtualNetworks/vnet1",
+            json!({"location": "westeurope", "properties": {"addressSpace": {"addressPrefixes": ["10.0.0.0/16"]},
+                "subnets": [{"name": "s1", "properties": {"addressPrefix": "10.0.1.0/24"}}]}}),
+        ),
+        (
+            "networkInterfaces/nic1",
+            json!({"location": "westeurope", "properties": {"ipConfigurations": [{"name": "c1",
+                "properties": {"subnet": {"id": subnet}}}]}}),
+        ),
+    ];
+    for (path, body) in &resources {
+        let created = api.put(path, body.clone()).await;
+        assert_eq!(
+            created.status,
+            StatusCode::CREATED,
+            "{path}: {:?}",
+            created.body
+        );
+        let before = api.get(path).await.body;
+        for wrong in [json!("x"), json!([]), json!(5), json!(true)] {
+            let reply = api
+                .put(path, json!({"location": "westeurope", "properties": wrong}))
+                .await;
+            assert_eq!(
+                (reply.status, reply.body["error"]["code"].as_str()),
+                (StatusCode::BAD_REQUEST, Some("InvalidRequestFormat")),
+                "{path} with properties {wrong}: {:?}",
+                reply.body
+            );
+            assert_eq!(reply.body["error"]["target"], "properties", "{path}");
+        }
+        assert_eq!(api.get(path).await.body, before, "{path} is unchanged");
+    }
+    // Nested objects too: an inline rule's and a child rule's properties.
+    let inline = api
+        .put(
+            "networkSecurityGroups/nsg1",
+            json!({"location": "westeurope", "properties": {"securityRules": [{"name": "r", "properties": "x"}]}}),
+        )
+        .await;
+    assert_eq!(inline.status, StatusCode::BAD_REQUEST, "{:?}", inline.body);
+    let child = api
+        .put(
+            "networkSecurityGroups/nsg1/securityRules/r",
+            json!({"properties": 5}),
+        )
+        .await;
+    assert_eq!(
+        (child.status, child.body["error"]["target"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("properties")),
+        "{:?}",
+        child.body
+    );
+    let rules =
+        api.get("networkSecurityGroups/nsg1").await.body["properties"]["securityRules"].clone();
+    assert_eq!(rules.as_array().map(Vec::len), Some(1), "{rules}");
+}
