@@ -622,15 +622,43 @@ pub fn render(kind: Kind, stored: &StoredResource) -> Value {
             for item in items.iter_mut() {
                 let item = object(item);
                 item.insert("etag".into(), etag.clone());
-                properties(item).insert("provisioningState".into(), json!("Succeeded"));
+                let item_props = properties(item);
+                item_props.insert("provisioningState".into(), json!("Succeeded"));
+                if *child == Child::SecurityRules {
+                    // Azure lists the plural fields of a custom rule, empty when the singular
+                    // one is used (clients such as `az … -o table` read them).
+                    for plural in [
+                        "sourcePortRanges",
+                        "destinationPortRanges",
+                        "sourceAddressPrefixes",
+                        "destinationAddressPrefixes",
+                    ] {
+                        item_props.entry(plural).or_insert_with(|| json!([]));
+                    }
+                }
             }
         }
     }
+    if kind == Kind::NetworkInterface {
+        // What Azure answers for fields the client did not send.
+        props.entry("enableIPForwarding").or_insert(json!(false));
+        props
+            .entry("enableAcceleratedNetworking")
+            .or_insert(json!(false));
+    }
     if let Some(Value::Array(configs)) = props.get_mut("ipConfigurations") {
-        for config in configs.iter_mut() {
+        // The first configuration is the primary one unless the client named another.
+        let primary_named = configs
+            .iter()
+            .any(|c| c["properties"]["primary"] == json!(true));
+        for (i, config) in configs.iter_mut().enumerate() {
             let config = object(config);
             config.insert("etag".into(), etag.clone());
-            properties(config).insert("provisioningState".into(), json!("Succeeded"));
+            let config_props = properties(config);
+            config_props.insert("provisioningState".into(), json!("Succeeded"));
+            config_props
+                .entry("primary")
+                .or_insert(json!(i == 0 && !primary_named));
         }
     }
     if kind == Kind::NetworkSecurityGroup {
@@ -859,8 +887,24 @@ fn referrers(
     let mut users = Vec::new();
     for &kind in kinds {
         for item in all(tx, kind, id.subscription())? {
-            if item.id != *id && mentions(&item.document, id, under) {
+            if item.id == *id || !mentions(&item.document, id, under) {
+                continue;
+            }
+            // A VNet uses an NSG through its subnets, which Azure names.
+            let subnets: Vec<String> = match (kind, under) {
+                (Kind::VirtualNetwork, false) => item.document["properties"]["subnets"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|subnet| mentions(subnet, id, false))
+                    .filter_map(|subnet| subnet["id"].as_str().map(str::to_string))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            if subnets.is_empty() {
                 users.push(item.id.to_string());
+            } else {
+                users.extend(subnets);
             }
         }
     }

@@ -347,6 +347,17 @@ async fn resources_in_use_cannot_be_deleted() {
         error["error"]["code"],
         "InUseNetworkSecurityGroupCannotBeDeleted"
     );
+    // Regression (found with the Azure CLI): the error named the VNet where Azure names the
+    // subnets that use the NSG.
+    let (_, error) = api
+        .call("DELETE", &net("networkSecurityGroups/NSG1"), None)
+        .await;
+    let message = error["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(&net("virtualNetworks/vnet1/subnets/Subnet1"))
+            && !message.contains(&format!("{}, ", net("virtualNetworks/vnet1"))),
+        "{message}"
+    );
     let (_, error) = api
         .call(
             "DELETE",
@@ -533,4 +544,69 @@ async fn cross_resource_rules_names_and_put_answers() {
         json!([{"id": net("virtualNetworks/vnet1/subnets/Subnet1")}])
     );
     assert_eq!(nsg1["properties"]["networkInterfaces"], json!([]));
+}
+
+/// Regression (found with the Azure CLI and the JavaScript SDK): custom rules lacked their empty
+/// plural fields (`az network nsg rule list -o table` failed on them), and NICs the fields Azure
+/// fills in when the client sends none.
+#[tokio::test]
+async fn answers_carry_the_fields_azure_adds() {
+    let api = seed().await;
+    let (_, nsg) = api
+        .call("GET", &net("networkSecurityGroups/NSG2"), None)
+        .await;
+    for rule in nsg["properties"]["securityRules"].as_array().unwrap() {
+        for plural in [
+            "sourcePortRanges",
+            "destinationPortRanges",
+            "sourceAddressPrefixes",
+            "destinationAddressPrefixes",
+        ] {
+            assert_eq!(rule["properties"][plural], json!([]), "{plural} of {rule}");
+        }
+    }
+    let (_, child) = api
+        .call(
+            "GET",
+            &net("networkSecurityGroups/NSG2/securityRules/Deny-HTTP-Out"),
+            None,
+        )
+        .await;
+    assert_eq!(child["properties"]["sourcePortRanges"], json!([]));
+    let (_, nic) = api
+        .call("GET", &net("networkInterfaces/vm1-nic"), None)
+        .await;
+    assert_eq!(nic["properties"]["enableIPForwarding"], false);
+    assert_eq!(nic["properties"]["enableAcceleratedNetworking"], false);
+    assert_eq!(
+        nic["properties"]["ipConfigurations"][0]["properties"]["primary"],
+        true
+    );
+    // What the client sent is echoed, not overridden.
+    let mut body = nic_body_with_two_configurations();
+    body["properties"]["enableIPForwarding"] = json!(true);
+    body["properties"]["ipConfigurations"][1]["properties"]["primary"] = json!(true);
+    let (status, two) = api
+        .call("PUT", &net("networkInterfaces/two-nic"), Some(body))
+        .await;
+    assert!(status.is_success(), "{two}");
+    assert_eq!(two["properties"]["enableIPForwarding"], true);
+    let primaries: Vec<&Value> = two["properties"]["ipConfigurations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| &c["properties"]["primary"])
+        .collect();
+    assert_eq!(primaries, [&json!(false), &json!(true)]);
+}
+
+fn nic_body_with_two_configurations() -> Value {
+    let mut body = nic("Subnet2", None);
+    let second = json!({"name": "ipconfig2", "properties": {"privateIPAllocationMethod": "Dynamic",
+        "subnet": {"id": net("virtualNetworks/vnet1/subnets/Subnet2")}}});
+    body["properties"]["ipConfigurations"]
+        .as_array_mut()
+        .unwrap()
+        .push(second);
+    body
 }
