@@ -10,6 +10,7 @@
 //!
 //! Requests need `Authorization: Bearer TOKEN` (compared in constant time), except `/healthz`.
 
+mod back_references;
 pub mod error;
 pub mod identity;
 pub mod metrics;
@@ -60,7 +61,8 @@ pub struct AppState {
     /// Each subscription's model for Network Watcher's questions, as of some generation.
     views: std::sync::Mutex<HashMap<String, Arc<watcher::View>>>,
     /// Each subscription's NSG associations (subnets and NICs per NSG), as of some generation.
-    pub(crate) associations: std::sync::Mutex<HashMap<String, (u64, Arc<resources::Associations>)>>,
+    pub(crate) associations:
+        std::sync::Mutex<HashMap<String, (u64, Arc<back_references::BackReferences>)>>,
     pub metrics: metrics::Metrics,
 }
 

@@ -6,6 +6,7 @@
 //! resource is rendered. Every write is validated with `nsg-model` against the resources it
 //! references, inside the write's transaction.
 
+use crate::back_references::BackReferences;
 use crate::error::ApiError;
 use crate::request::{Child, Kind};
 use crate::AppState;
@@ -14,7 +15,6 @@ use nsg_model::arm;
 use nsg_model::{Environment, ResourceId};
 use nsg_store::{Precondition, Scope, StoredResource, Tx};
 use serde_json::{json, Map, Value};
-use std::collections::HashMap;
 use std::net::IpAddr;
 
 /// A rendered resource and the status to answer with.
@@ -227,7 +227,12 @@ fn normalise_child(parent: &ResourceId, child: Child, name: &str, item: &mut Map
         json!(parent.child(child.collection(), name).as_str()),
     );
     item.insert("type".into(), json!(child.arm_type()));
-    properties(item).remove("provisioningState");
+    let props = properties(item);
+    props.remove("provisioningState");
+    // Read-only back-references a client may send back from an earlier answer.
+    if child == Child::Subnets {
+        props.remove("ipConfigurations");
+    }
 }
 
 /// Normalises a request body into the stored form of `kind`.
@@ -690,81 +695,8 @@ fn stored_of_kind(
 pub fn get(state: &AppState, kind: Kind, id: &ResourceId) -> Result<Answer, ApiError> {
     let stored = stored_of_kind(state, kind, id)?;
     let mut rendered = render(kind, &stored);
-    if kind == Kind::NetworkSecurityGroup {
-        let users = cached_associations(state, id.subscription())?;
-        add_associations(&mut rendered, &stored.id, &users);
-    }
+    BackReferences::cached(state, id.subscription())?.add_to(kind, &mut rendered);
     Ok(Answer::ok(rendered))
-}
-
-/// Which subnets and NICs use each NSG: an NSG's read-only `subnets` and `networkInterfaces`.
-pub type Associations = HashMap<ResourceId, (Vec<String>, Vec<String>)>;
-
-/// The subscription's associations, computed once per write generation.
-fn cached_associations(
-    state: &AppState,
-    subscription: &str,
-) -> Result<std::sync::Arc<Associations>, ApiError> {
-    let generation = state.generation();
-    let key = subscription.to_ascii_lowercase();
-    if let Some((at, users)) = state
-        .associations
-        .lock()
-        .ok()
-        .and_then(|c| c.get(&key).cloned())
-    {
-        if at == generation {
-            return Ok(users);
-        }
-    }
-    let users = std::sync::Arc::new(
-        state
-            .store
-            .transaction(|tx| associations(tx, subscription))?,
-    );
-    if let Ok(mut cache) = state.associations.lock() {
-        cache.insert(key, (generation, users.clone()));
-    }
-    Ok(users)
-}
-
-fn associations(tx: &Tx<'_>, subscription: &str) -> Result<Associations, ApiError> {
-    let mut users = Associations::new();
-    let nsg_of = |doc: &Value| {
-        doc.pointer("/properties/networkSecurityGroup/id")
-            .and_then(Value::as_str)
-            .and_then(|t| ResourceId::parse(t).ok())
-    };
-    for vnet in all(tx, Kind::VirtualNetwork, subscription)? {
-        for subnet in vnet
-            .document
-            .pointer("/properties/subnets")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            if let (Some(nsg), Some(id)) =
-                (nsg_of(subnet), subnet.get("id").and_then(Value::as_str))
-            {
-                users.entry(nsg).or_default().0.push(id.to_string());
-            }
-        }
-    }
-    for nic in all(tx, Kind::NetworkInterface, subscription)? {
-        if let Some(nsg) = nsg_of(&nic.document) {
-            users.entry(nsg).or_default().1.push(nic.id.to_string());
-        }
-    }
-    Ok(users)
-}
-
-fn add_associations(rendered: &mut Value, nsg: &ResourceId, users: &Associations) {
-    let (subnets, nics) = users.get(nsg).cloned().unwrap_or_default();
-    let ids =
-        |list: Vec<String>| Value::Array(list.into_iter().map(|id| json!({ "id": id })).collect());
-    let props = properties(object(rendered));
-    props.insert("subnets".into(), ids(subnets));
-    props.insert("networkInterfaces".into(), ids(nics));
 }
 
 pub fn put(
@@ -780,9 +712,7 @@ pub fn put(
         validate(state, tx, kind, id, &doc)?;
         let outcome = tx.put(id, doc, precondition)?;
         let mut rendered = render(kind, outcome.resource());
-        if kind == Kind::NetworkSecurityGroup {
-            add_associations(&mut rendered, id, &associations(tx, id.subscription())?);
-        }
+        BackReferences::compute(tx, id.subscription())?.add_to(kind, &mut rendered);
         Ok(Answer::written(outcome.created(), rendered))
     })
 }
@@ -947,7 +877,7 @@ pub fn get_child(
     child: Child,
     name: &str,
 ) -> Result<Answer, ApiError> {
-    let rendered = render(kind, &stored_of_kind(state, kind, parent)?);
+    let rendered = rendered_parent(state, kind, parent)?;
     find_child(&rendered, child, name)
         .cloned()
         .map(Answer::ok)
@@ -966,10 +896,17 @@ pub fn list_children(
     parent: &ResourceId,
     child: Child,
 ) -> Result<Answer, ApiError> {
-    let rendered = render(kind, &stored_of_kind(state, kind, parent)?);
+    let rendered = rendered_parent(state, kind, parent)?;
     Ok(Answer::ok(
         json!({"value": rendered["properties"][child.collection()].clone()}),
     ))
+}
+
+/// The parent of a child collection as a GET answers it.
+fn rendered_parent(state: &AppState, kind: Kind, parent: &ResourceId) -> Result<Value, ApiError> {
+    let mut rendered = render(kind, &stored_of_kind(state, kind, parent)?);
+    BackReferences::cached(state, parent.subscription())?.add_to(kind, &mut rendered);
+    Ok(rendered)
 }
 
 /// PUT of a child (a security rule, a subnet): a read-modify-write of its parent in one
@@ -1022,7 +959,8 @@ pub fn put_child(
         let doc = normalise(tx, kind, parent, doc.as_object().cloned().unwrap_or_default(), Some(&existing))?;
         validate(state, tx, kind, parent, &doc)?;
         let outcome = tx.put(parent, doc, precondition)?;
-        let rendered = render(kind, outcome.resource());
+        let mut rendered = render(kind, outcome.resource());
+        BackReferences::compute(tx, parent.subscription())?.add_to(kind, &mut rendered);
         Ok(Answer::written(created, find_child(&rendered, child, name).cloned().unwrap_or(Value::Null)))
     })
 }
@@ -1098,18 +1036,13 @@ pub fn list(
     let listed = state
         .store
         .list(kind.arm_type(), scope, page, state.page_size)?;
-    let users = match kind {
-        Kind::NetworkSecurityGroup => cached_associations(state, &subscription)?,
-        _ => std::sync::Arc::new(Associations::new()),
-    };
+    let references = BackReferences::cached(state, &subscription)?;
     let items = listed
         .items
         .iter()
         .map(|s| {
             let mut rendered = render(kind, s);
-            if kind == Kind::NetworkSecurityGroup {
-                add_associations(&mut rendered, &s.id, &users);
-            }
+            references.add_to(kind, &mut rendered);
             rendered
         })
         .collect();

@@ -582,6 +582,29 @@ async fn answers_carry_the_fields_azure_adds() {
         nic["properties"]["ipConfigurations"][0]["properties"]["primary"],
         true
     );
+    // Regression: subnets lacked the back-references to the IP configurations in them.
+    let (_, vnet) = api.call("GET", &net("virtualNetworks/vnet1"), None).await;
+    let subnet1 = &vnet["properties"]["subnets"][0];
+    assert_eq!(subnet1["name"], "Subnet1");
+    assert_eq!(
+        subnet1["properties"]["ipConfigurations"],
+        json!([
+            {"id": net("networkInterfaces/vm1-nic/ipConfigurations/ipconfig1")},
+            {"id": net("networkInterfaces/vm2-nic/ipConfigurations/ipconfig1")}
+        ])
+    );
+    let (_, subnet3) = api
+        .call("GET", &net("virtualNetworks/vnet1/subnets/Subnet3"), None)
+        .await;
+    assert_eq!(
+        subnet3["properties"]["ipConfigurations"],
+        json!([{"id": net("networkInterfaces/vm4-nic/ipConfigurations/ipconfig1")}])
+    );
+    // Sent back in a PUT, they are not stored as the client's.
+    let (status, _) = api
+        .call("PUT", &net("virtualNetworks/vnet1"), Some(vnet.clone()))
+        .await;
+    assert!(status.is_success());
     // What the client sent is echoed, not overridden.
     let mut body = nic_body_with_two_configurations();
     body["properties"]["enableIPForwarding"] = json!(true);
