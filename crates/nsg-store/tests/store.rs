@@ -896,3 +896,30 @@ fn the_data_directory_must_be_creatable() {
     let err = Store::open(&file.join("data")).unwrap_err();
     assert!(matches!(err, StoreError::Io { .. }), "{err:?}");
 }
+
+/// Regression (found by a probe of `serve`'s data directory): the store was readable by every
+/// user of the host, though the token file beside it was not.
+#[cfg(unix)]
+#[test]
+fn the_store_is_private_to_its_owner() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let store = open(&data);
+    store
+        .put(&nsg_id("sub1", "rg1", "nsg1"), doc("nsg1"), Precondition::None)
+        .unwrap();
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700);
+    let database = store.path().unwrap().to_path_buf();
+    for suffix in ["", "-wal", "-shm"] {
+        let file = Path::new(&format!("{}{suffix}", database.display())).to_path_buf();
+        if suffix.is_empty() || file.exists() {
+            assert_eq!(mode(&file), 0o600, "{}", file.display());
+        }
+    }
+    assert!(
+        Path::new(&format!("{}-wal", database.display())).exists(),
+        "the store runs in WAL mode, so its WAL file is checked too"
+    );
+}
