@@ -44,8 +44,9 @@ pub struct AppState {
     pub catalog: Arc<Catalog>,
     /// Accepted bearer tokens.
     pub tokens: Vec<String>,
-    /// `http` or `https`, for `nextLink`s.
-    pub scheme: &'static str,
+    /// Where clients reach this server (`https://nsg.example:8443`), for `nextLink`s: never
+    /// taken from a request's `Host` header, which a caller chooses.
+    pub public_url: String,
     /// Items per list page.
     pub page_size: usize,
     /// Subscriptions `GET /subscriptions` lists.
@@ -78,7 +79,7 @@ impl AppState {
             store,
             catalog,
             tokens,
-            scheme: "http",
+            public_url: "http://localhost".to_string(),
             page_size: 100,
             subscriptions: vec![DEFAULT_SUBSCRIPTION.to_string()],
             tenant: DEFAULT_TENANT.to_string(),
@@ -244,11 +245,6 @@ async fn arm_request(
     request_path: axum::extract::Path<String>,
     body: Bytes,
 ) -> Response {
-    let host = headers
-        .get("host")
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("localhost")
-        .to_string();
     let path = request_path.0;
     let started = std::time::Instant::now();
     let operation = request::operation(&path);
@@ -260,7 +256,6 @@ async fn arm_request(
             headers: &headers,
             query: &query,
             path: &path,
-            host: &host,
             body: &body,
         };
         handle(&state, call)
@@ -304,7 +299,6 @@ struct Call<'a> {
     headers: &'a HeaderMap,
     query: &'a HashMap<String, String>,
     path: &'a str,
-    host: &'a str,
     body: &'a [u8],
 }
 
@@ -328,7 +322,6 @@ fn route(state: &AppState, call: &Call<'_>) -> Result<Answer, ApiError> {
         headers,
         query,
         path,
-        host,
         body,
     } = *call;
     let target = request::parse_path(path)?;
@@ -351,8 +344,8 @@ fn route(state: &AppState, call: &Call<'_>) -> Result<Answer, ApiError> {
             if let Some(next) = next {
                 // Clients follow nextLink verbatim: it carries the api-version.
                 page["nextLink"] = json!(format!(
-                    "{}://{host}/{path}?api-version={}&$skipToken={}",
-                    state.scheme,
+                    "{}/{path}?api-version={}&$skipToken={}",
+                    state.public_url,
                     query.api_version,
                     next.as_str()
                 ));

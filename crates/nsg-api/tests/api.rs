@@ -375,9 +375,22 @@ async fn lists_page_with_next_links_that_carry_the_api_version() {
         )
         .await;
     }
-    let first = api.get("networkSecurityGroups").await;
+    // Regression (found by a hostile probe): nextLink echoed the request's Host header, so a
+    // client following it would send its token wherever a caller pointed it.
+    let first = api
+        .call(
+            "GET",
+            &format!("{RG}/networkSecurityGroups?{V}"),
+            None,
+            &[("host", "evil.example:443")],
+        )
+        .await;
     assert_eq!(first.body["value"].as_array().unwrap().len(), 2);
     let next = first.body["nextLink"].as_str().unwrap();
+    assert!(
+        next.starts_with("http://localhost/subscriptions/"),
+        "{next}"
+    );
     assert!(
         next.contains("api-version=2026-03-01") && next.contains("$skipToken="),
         "{next}"

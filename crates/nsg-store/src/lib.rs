@@ -250,6 +250,38 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// The store holds every resource and is private to its owner: the directory is 0700 and the
+/// database 0600, created so before SQLite opens it (SQLite gives its WAL and shared-memory
+/// files the database's permissions).
+#[cfg(unix)]
+fn private(dir: &Path, database: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let io = |context: String| move |source| StoreError::Io { context, source };
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(io(format!("making {} private (0700)", dir.display())))?;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(database)
+        .map_err(io(format!("creating {}", database.display())))?;
+    for suffix in ["", "-wal", "-shm"] {
+        let file = PathBuf::from(format!("{}{suffix}", database.display()));
+        match std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(io(format!("making {} private (0600)", file.display()))(e))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn private(_dir: &Path, _database: &Path) -> Result<(), StoreError> {
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -303,36 +335,4 @@ mod tests {
         assert!(by_rg.contains("resources_by_group"), "{by_rg}");
         assert!(!by_rg.contains("TEMP B-TREE"), "{by_rg}");
     }
-}
-
-/// The store holds every resource and is private to its owner: the directory is 0700 and the
-/// database 0600, created so before SQLite opens it (SQLite gives its WAL and shared-memory
-/// files the database's permissions).
-#[cfg(unix)]
-fn private(dir: &Path, database: &Path) -> Result<(), StoreError> {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let io = |context: String| move |source| StoreError::Io { context, source };
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-        .map_err(io(format!("making {} private (0700)", dir.display())))?;
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(database)
-        .map_err(io(format!("creating {}", database.display())))?;
-    for suffix in ["", "-wal", "-shm"] {
-        let file = PathBuf::from(format!("{}{suffix}", database.display()));
-        match std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(io(format!("making {} private (0600)", file.display()))(e))
-            }
-            _ => {}
-        }
-    }
-    Ok(())
-}
-
-#[cfg(not(unix))]
-fn private(_dir: &Path, _database: &Path) -> Result<(), StoreError> {
-    Ok(())
 }

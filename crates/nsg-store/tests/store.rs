@@ -907,7 +907,11 @@ fn the_store_is_private_to_its_owner() {
     let data = dir.path().join("data");
     let store = open(&data);
     store
-        .put(&nsg_id("sub1", "rg1", "nsg1"), doc("nsg1"), Precondition::None)
+        .put(
+            &nsg_id("sub1", "rg1", "nsg1"),
+            doc("nsg1"),
+            Precondition::None,
+        )
         .unwrap();
     let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&data), 0o700);

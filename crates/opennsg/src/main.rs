@@ -366,6 +366,14 @@ struct ServeArgs {
     /// Serve HTTPS with a self-signed certificate, written to DATA/cert.pem for clients to trust.
     #[arg(long)]
     tls_self_signed: bool,
+    /// A host name (or address) the self-signed certificate is for, besides localhost, the
+    /// loopback addresses and the listen address (repeatable): the name clients use.
+    #[arg(long = "tls-name", value_name = "NAME", requires = "tls_self_signed")]
+    tls_names: Vec<String>,
+    /// Where clients reach this server (e.g. https://nsg.example:8443), for the nextLinks of
+    /// list pages; default: the listen address.
+    #[arg(long, value_name = "URL")]
+    public_url: Option<String>,
     /// Answer `GET /msi/token` for `az login --identity`, to callers whose
     /// X-IDENTITY-HEADER is the bearer token.
     #[arg(long)]
@@ -373,6 +381,30 @@ struct ServeArgs {
     /// Subscription ids `GET /subscriptions` lists (repeatable).
     #[arg(long = "subscription", value_name = "ID")]
     subscriptions: Vec<String>,
+}
+
+/// The base of the URLs the server hands out: `--public-url`, else the listen address (with
+/// `localhost` for an unspecified one).
+fn public_url(given: Option<&str>, listen: std::net::SocketAddr, tls: bool) -> Result<String> {
+    let scheme = if tls { "https" } else { "http" };
+    let Some(given) = given else {
+        let host = if listen.ip().is_unspecified() {
+            format!("localhost:{}", listen.port())
+        } else {
+            listen.to_string()
+        };
+        return Ok(format!("{scheme}://{host}"));
+    };
+    let url = given.trim_end_matches('/');
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    match rest {
+        Some(authority) if !authority.is_empty() && !authority.contains(['/', '?', '#', ' ']) => {
+            Ok(url.to_string())
+        }
+        _ => bail!("--public-url {given}: expected http(s)://HOST[:PORT], without a path"),
+    }
 }
 
 fn serve(args: ServeArgs) -> Result<u8> {
@@ -388,6 +420,7 @@ fn serve(args: ServeArgs) -> Result<u8> {
     if !listen.ip().is_loopback() && !serves_tls && !args.insecure_http {
         bail!("{listen} is not a loopback address: serve it over TLS (--tls-cert/--tls-key or --tls-self-signed) or pass --insecure-http");
     }
+    let public_url = public_url(args.public_url.as_deref(), listen, serves_tls)?;
     let catalog = inputs::load_service_tags(&args.service_tags)?;
     let store = nsg_store::Store::open(&args.data)
         .with_context(|| format!("opening the store in {}", args.data.display()))?;
@@ -402,11 +435,10 @@ fn serve(args: ServeArgs) -> Result<u8> {
             key_pem: std::fs::read(&key).with_context(|| format!("reading {}", key.display()))?,
         }),
         (_, _, true) => {
-            let names = if listen.ip().is_unspecified() {
-                Vec::new()
-            } else {
-                vec![listen.ip().to_string()]
-            };
+            let mut names = args.tls_names.clone();
+            if !listen.ip().is_unspecified() {
+                names.push(listen.ip().to_string());
+            }
             let tls = nsg_api::Tls::self_signed(&names)
                 .map_err(|e| anyhow::anyhow!("making a self-signed certificate: {e}"))?;
             let path = args.data.join("cert.pem");
@@ -422,9 +454,7 @@ fn serve(args: ServeArgs) -> Result<u8> {
     };
     let mut state = nsg_api::AppState::new(store, std::sync::Arc::new(catalog), vec![token]);
     state.identity_endpoint = args.identity_endpoint;
-    if tls.is_some() {
-        state.scheme = "https";
-    }
+    state.public_url = public_url;
     if !args.subscriptions.is_empty() {
         state.subscriptions = args.subscriptions;
     }

@@ -600,3 +600,31 @@ fn enforce_dry_run_prints_the_nft_transaction() {
     assert_eq!(code, 2);
     assert!(stderr.contains("NIC=IFNAME"), "{stderr}");
 }
+
+#[test]
+fn serve_takes_a_public_url_without_a_path() {
+    let data = tempfile::tempdir().unwrap();
+    for bad in [
+        "ftp://nsg.example",
+        "https://",
+        "https://nsg.example/api",
+        "nsg.example",
+    ] {
+        let (code, _, stderr) = opennsg(
+            &[
+                "serve",
+                "--public-url",
+                bad,
+                "--data",
+                data.path().to_str().unwrap(),
+            ],
+            &Value::Null,
+        );
+        assert_eq!(code, 2, "bad input: {bad}: {stderr}");
+        assert!(stderr.contains("--public-url"), "{bad}: {stderr}");
+    }
+    assert!(
+        std::fs::read_dir(data.path()).unwrap().next().is_none(),
+        "nothing is written before the arguments are checked"
+    );
+}

@@ -105,6 +105,8 @@ fn serves_https_with_a_self_signed_certificate() {
         .args([
             "serve",
             "--tls-self-signed",
+            "--tls-name",
+            "nsg-host.example",
             "--token",
             "secret",
             "--listen",
@@ -139,6 +141,38 @@ fn serves_https_with_a_self_signed_certificate() {
     .unwrap();
     assert_eq!(response.status, 200, "{response:?}");
     assert!(response.body.contains("\"subscriptionId\""), "{response:?}");
+    // Regression (found by a new user): the certificate covered only localhost and the listen
+    // address, so `enforce --watch https://nsg-host:8443` failed its host-name check.
+    let socket = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut tls = nsg_netlab::tls_client(socket, "nsg-host.example", &cert).unwrap();
+    let response = nsg_netlab::http_request(
+        &mut tls,
+        &format!("nsg-host.example:{port}"),
+        "GET",
+        "/subscriptions?api-version=2022-01-01",
+        "secret",
+        "",
+    )
+    .unwrap();
+    assert_eq!(response.status, 200, "{response:?}");
+    let wrong = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    wrong
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let refused = nsg_netlab::tls_client(wrong, "other-host.example", &cert).and_then(|mut tls| {
+        nsg_netlab::http_request(
+            &mut tls,
+            "other-host.example",
+            "GET",
+            "/subscriptions",
+            "secret",
+            "",
+        )
+    });
+    assert!(refused.is_err(), "a name the certificate is not for");
 }
 
 /// Issue 4, durability: SIGKILL the server in the middle of a stream of writes; after a restart
