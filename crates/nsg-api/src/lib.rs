@@ -136,6 +136,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/msi/token", get(identity_token))
         .merge(arm)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn(arm_error_bodies))
         .layer(middleware::from_fn(request_ids))
         .with_state(state)
 }
@@ -152,6 +153,55 @@ async fn request_ids(request: Request, next: Next) -> Response {
     headers.insert("x-ms-request-id", new_id_header());
     headers.insert("x-ms-correlation-request-id", correlation);
     response
+}
+
+/// Every error answer is an ARM error body. Ours are already; axum's own rejections (a body
+/// over the limit or unreadable, a path that is not UTF-8, a method a route does not take)
+/// come as plain text or empty, and are rewritten here with the same status and headers.
+async fn arm_error_bodies(request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let response = next.run(request).await;
+    let status = response.status();
+    let json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 64 << 10)
+        .await
+        .unwrap_or_default();
+    let said = String::from_utf8_lossy(&text).trim().to_string();
+    let (code, message) = match status {
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "MethodNotAllowed",
+            format!("The method {method} is not supported on this path."),
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            "RequestEntityTooLarge",
+            format!("The request body is larger than the limit of {BODY_LIMIT} bytes."),
+        ),
+        StatusCode::NOT_FOUND => ("NotFound", "No such path.".to_string()),
+        status if status.is_client_error() => (
+            "InvalidRequestFormat",
+            if said.is_empty() {
+                "The request cannot be read.".to_string()
+            } else {
+                format!("The request cannot be read: {said}")
+            },
+        ),
+        _ => ("InternalServerError", "The server failed.".to_string()),
+    };
+    let mut answer = ApiError::new(status, code, message).into_response();
+    for (name, value) in &parts.headers {
+        if name != axum::http::header::CONTENT_TYPE && name != axum::http::header::CONTENT_LENGTH {
+            answer.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    answer
 }
 
 fn new_id_header() -> HeaderValue {

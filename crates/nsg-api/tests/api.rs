@@ -754,3 +754,83 @@ async fn properties_of_the_wrong_type_are_refused_not_replaced() {
         api.get("networkSecurityGroups/nsg1").await.body["properties"]["securityRules"].clone();
     assert_eq!(rules.as_array().map(Vec::len), Some(1), "{rules}");
 }
+
+/// Regression (found by a hostile probe): axum's own rejections answered in plain text or with
+/// an empty body — 413 for a body over the limit, 400 for a path that is not UTF-8, 405 for a
+/// method a route does not take — where ARM clients expect `{"error": {"code", "message"}}`.
+#[tokio::test]
+async fn every_error_body_is_arm_json() {
+    let api = Api::new();
+    let too_large = "x".repeat(nsg_api::BODY_LIMIT + 1);
+    let cases: Vec<(&str, String, Option<Body>, StatusCode, &str)> = vec![
+        (
+            "PUT",
+            format!("{RG}/networkSecurityGroups/big?{V}"),
+            Some(Body::from(too_large)),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "RequestEntityTooLarge",
+        ),
+        (
+            "GET",
+            format!("{RG}/networkSecurityGroups/nsg%FF?{V}"),
+            None,
+            StatusCode::BAD_REQUEST,
+            "InvalidRequestFormat",
+        ),
+        (
+            "DELETE",
+            "/healthz".into(),
+            None,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+        ),
+        (
+            "POST",
+            "/metrics".into(),
+            None,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+        ),
+        (
+            "PUT",
+            "/msi/token".into(),
+            None,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+        ),
+        (
+            "POST",
+            format!("/subscriptions?{V}"),
+            None,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+        ),
+        (
+            "POST",
+            format!("{RG}/networkSecurityGroups/nsg1?{V}"),
+            None,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+        ),
+    ];
+    for (method, uri, body, status, code) in cases {
+        let request = Request::builder()
+            .method(method)
+            .uri(&uri)
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .header("content-type", "application/json")
+            .body(body.unwrap_or_else(Body::empty))
+            .unwrap();
+        let response = api.app.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), status, "{method} {uri}");
+        assert!(
+            response.headers().contains_key("x-ms-request-id"),
+            "{method} {uri}"
+        );
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let error: Value = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|e| panic!("{method} {uri}: {e}: {}", String::from_utf8_lossy(&bytes)));
+        assert_eq!(error["error"]["code"], code, "{method} {uri}: {error}");
+        assert!(error["error"]["message"].is_string(), "{method} {uri}");
+    }
+}

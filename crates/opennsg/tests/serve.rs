@@ -254,3 +254,37 @@ fn acknowledged_writes_survive_sigkill_of_the_server() {
         assert_eq!(status, 404, "{body}");
     }
 }
+
+/// Regression (found by a hostile probe): a malformed chunked body was answered in plain text.
+#[test]
+fn a_malformed_chunked_body_gets_an_arm_error() {
+    use std::io::{Read, Write};
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _server = start(data.path(), port);
+    let token = std::fs::read_to_string(data.path().join("token")).unwrap();
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let path = "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg1/providers/\
+                Microsoft.Network/networkSecurityGroups/nsg1?api-version=2024-05-01";
+    write!(
+        stream,
+        "PUT {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
+         5\r\n{{\"loc\r\nzz-not-a-size\r\n\r\n",
+        token.trim()
+    )
+    .unwrap();
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    assert!(head.starts_with("HTTP/1.1 400"), "{response}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/json"),
+        "{response}"
+    );
+    assert!(body.contains("\"InvalidRequestFormat\""), "{response}");
+}
