@@ -161,6 +161,12 @@ pub fn parse_path(path: &str) -> Result<Target, ApiError> {
         return Err(not_found());
     }
     let subscription = segments[1].to_string();
+    check_subscription(&subscription)?;
+    if is(2, "resourceGroups") {
+        if let Some(group) = segments.get(3) {
+            check_resource_group(group)?;
+        }
+    }
     if is(2, "providers") && segments.len() == 5 {
         let kind = Kind::from_path(segments[3], segments[4]).ok_or_else(not_found)?;
         return Ok(Target::List {
@@ -224,6 +230,42 @@ pub fn parse_path(path: &str) -> Result<Target, ApiError> {
         }
         _ => Err(not_found()),
     }
+}
+
+/// Subscription ids are GUIDs.
+fn check_subscription(id: &str) -> Result<(), ApiError> {
+    if uuid::Uuid::try_parse(id).is_ok() && id.len() == 36 {
+        return Ok(());
+    }
+    Err(ApiError::bad_request(
+        "InvalidSubscriptionId",
+        format!("The provided subscription identifier '{id}' is malformed or invalid."),
+    ))
+}
+
+/// ARM's resource group names: 1 to 90 letters, digits, `-`, `_`, `.`, `(` and `)`, not
+/// ending in `.`.
+pub fn check_resource_group(name: &str) -> Result<(), ApiError> {
+    let invalid: String = name
+        .chars()
+        .filter(|c| !(c.is_alphanumeric() || "-_.()".contains(*c)))
+        .collect();
+    let problem = if name.is_empty() || name.chars().count() > 90 {
+        "must be 1 to 90 characters long".to_string()
+    } else if !invalid.is_empty() {
+        format!("has these invalid characters: '{invalid}'")
+    } else if name.ends_with('.') {
+        "must not end with a period".to_string()
+    } else {
+        return Ok(());
+    };
+    Err(ApiError::bad_request(
+        "InvalidResourceGroup",
+        format!(
+            "The provided resource group name '{name}' {problem}. The name can only be a letter, \
+             digit, '-', '.', '(', ')' or '_', and cannot end with '.'."
+        ),
+    ))
 }
 
 /// A low-cardinality name of what a path asks, for metrics.

@@ -151,6 +151,7 @@ fn envelope(
     body.insert("type".into(), json!(kind.arm_type()));
     let existing_location = existing.and_then(|e| e.document.get("location").cloned());
     match (body.get("location").cloned(), existing_location) {
+        (Some(Value::String(new)), _) if new.trim().is_empty() => Err(ApiError::bad_request("LocationRequired", "The location property is required for this definition.").with_target("location")),
         (Some(Value::String(new)), Some(Value::String(old))) if !same_location(&new, &old) => Err(ApiError::bad_request(
             "InvalidResourceLocation",
             format!("The resource '{}' already exists in location '{old}'. A resource with the same name cannot be created in location '{new}'.", id.name()),

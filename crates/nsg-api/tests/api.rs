@@ -834,3 +834,52 @@ async fn every_error_body_is_arm_json() {
         assert!(error["error"]["message"].is_string(), "{method} {uri}");
     }
 }
+
+/// Regression (found by a hostile probe): resource group names, subscription ids and empty
+/// locations were taken as given.
+#[tokio::test]
+async fn names_and_ids_are_validated_as_arm_does() {
+    let api = Api::new();
+    let nsg = json!({"location": "westeurope"});
+    let sub = "/subscriptions/00000000-0000-0000-0000-000000000001";
+    let cases = [
+        (format!("{sub}/resourceGroups/rg./providers/Microsoft.Network/networkSecurityGroups/n"), "InvalidResourceGroup"),
+        (format!("{sub}/resourceGroups/r%20g/providers/Microsoft.Network/networkSecurityGroups/n"), "InvalidResourceGroup"),
+        (format!("{sub}/resourceGroups/{}/providers/Microsoft.Network/networkSecurityGroups/n", "r".repeat(91)), "InvalidResourceGroup"),
+        ("/subscriptions/not-a-guid/resourceGroups/rg1/providers/Microsoft.Network/networkSecurityGroups/n".to_string(), "InvalidSubscriptionId"),
+    ];
+    for (path, code) in cases {
+        let reply = api
+            .call("PUT", &format!("{path}?{V}"), Some(nsg.clone()), &[])
+            .await;
+        assert_eq!(
+            (reply.status, reply.body["error"]["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some(code)),
+            "{path}"
+        );
+    }
+    for name in ["a", "rg-1_(test).x", "Ünïcode", &"r".repeat(90)] {
+        let reply = api
+            .call(
+                "PUT",
+                &format!("{sub}/resourceGroups/{name}/providers/Microsoft.Network/networkSecurityGroups/n?{V}"),
+                Some(nsg.clone()),
+                &[],
+            )
+            .await;
+        assert!(reply.status.is_success(), "{name}: {:?}", reply.body);
+    }
+    for location in [json!(""), json!("  ")] {
+        let reply = api
+            .put("networkSecurityGroups/n", json!({"location": location}))
+            .await;
+        assert_eq!(
+            reply.body["error"]["code"], "LocationRequired",
+            "{location}"
+        );
+    }
+    let reply = api
+        .put("networkSecurityGroups/n", json!({"location": 5}))
+        .await;
+    assert_eq!(reply.body["error"]["code"], "InvalidRequestFormat");
+}

@@ -66,7 +66,7 @@ fn serves_the_api_with_a_generated_token_and_keeps_data_across_restarts() {
             0o600
         );
     }
-    let path = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/networkSecurityGroups/nsg1?api-version=2024-07-01";
+    let path = "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg/providers/Microsoft.Network/networkSecurityGroups/nsg1?api-version=2024-07-01";
     let (status, body) = http(port, "PUT", path, &token, r#"{"location":"westeurope"}"#);
     assert_eq!(status, 201, "{body}");
     assert_eq!(http(port, "GET", path, "wrong", "").0, 401);
@@ -184,7 +184,7 @@ fn acknowledged_writes_survive_sigkill_of_the_server() {
     let mut server = start(data.path(), port);
     let token = std::fs::read_to_string(data.path().join("token")).unwrap();
     let path = |i: usize| {
-        format!("/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/networkSecurityGroups/nsg{i}?api-version=2024-07-01")
+        format!("/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg/providers/Microsoft.Network/networkSecurityGroups/nsg{i}?api-version=2024-07-01")
     };
     // Each NSG carries 50 rules, so a torn write would show as a short rule list.
     let body = |i: usize| {
