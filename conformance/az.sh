@@ -65,6 +65,31 @@ az cloud register -n OpenNSG --skip-endpoint-discovery --endpoint-resource-manag
 az cloud set -n OpenNSG -o none
 check "login --identity" "$sub" "$(az login --identity --query '[0].id' -o tsv)"
 
+# Microsoft's tutorial "Filter network traffic with a network security group using the Azure
+# CLI", in its own form (no location but the group's; the VMs it creates are not served here).
+az group create --name myResourceGroup --location eastus -o none
+check "group exists" "true" "$(az group exists --name myResourceGroup)"
+az network asg create --resource-group myResourceGroup --name myAsgWebServers --location eastus -o none
+az network asg create --resource-group myResourceGroup --name myAsgMgmtServers --location eastus -o none
+az network nsg create --resource-group myResourceGroup --name myNsg -o none
+check "nsg location from its group" "eastus" \
+    "$(az network nsg show --resource-group myResourceGroup --name myNsg --query location -o tsv)"
+az network nsg rule create --resource-group myResourceGroup --nsg-name myNsg --name Allow-Web-All \
+    --access Allow --protocol Tcp --direction Inbound --priority 100 --source-address-prefix Internet \
+    --source-port-range "*" --destination-asgs "myAsgWebServers" --destination-port-range 80 443 -o none
+az network nsg rule create --resource-group myResourceGroup --nsg-name myNsg --name Allow-SSH-All \
+    --access Allow --protocol Tcp --direction Inbound --priority 110 --source-address-prefix Internet \
+    --source-port-range "*" --destination-asgs "myAsgMgmtServers" --destination-port-range 22 -o none
+check "nsg rule list -o table" "2" \
+    "$(az network nsg rule list --resource-group myResourceGroup --nsg-name myNsg -o table | grep -c Allow-)"
+az network vnet create --name myVirtualNetwork --resource-group myResourceGroup --address-prefixes 10.0.0.0/16 -o none
+az network vnet subnet create --vnet-name myVirtualNetwork --resource-group myResourceGroup --name mySubnet \
+    --address-prefix 10.0.0.0/24 --network-security-group myNsg -o none
+check "subnet's nsg" "myNsg" \
+    "$(az network vnet subnet show --vnet-name myVirtualNetwork --resource-group myResourceGroup --name mySubnet --query 'networkSecurityGroup.id' -o tsv | sed 's#.*/##')"
+az group delete --name myResourceGroup --yes
+check "group deleted" "false" "$(az group exists --name myResourceGroup)"
+
 az network nsg create -g rg1 -n nsg1 -l westeurope -o none
 az network nsg rule create -g rg1 --nsg-name nsg1 -n allow-http --priority 200 --direction Inbound \
     --access Allow --protocol Tcp --source-address-prefixes Internet --destination-port-ranges 80 -o none

@@ -15,6 +15,7 @@ pub mod error;
 pub mod identity;
 pub mod metrics;
 pub mod request;
+mod resource_groups;
 pub mod resources;
 pub mod watcher;
 
@@ -390,18 +391,34 @@ fn route(state: &AppState, call: &Call<'_>) -> Result<Answer, ApiError> {
         }
         (Target::List { kind, scope }, Method::GET) => {
             let (value, next) = resources::list(state, kind, scope, query.skip_token.as_ref())?;
-            let mut page = json!({ "value": value });
-            if let Some(next) = next {
-                // Clients follow nextLink verbatim: it carries the api-version.
-                page["nextLink"] = json!(format!(
-                    "{}/{path}?api-version={}&$skipToken={}",
-                    state.public_url,
-                    query.api_version,
-                    next.as_str()
-                ));
-            }
-            Ok(Answer::ok(page))
+            Ok(Answer::ok(list_page(
+                state,
+                path,
+                &query.api_version,
+                value,
+                next,
+            )))
         }
+        (Target::ResourceGroups { subscription }, Method::GET) => {
+            let (value, next) =
+                resource_groups::list(state, &subscription, query.skip_token.as_ref())?;
+            Ok(Answer::ok(list_page(
+                state,
+                path,
+                &query.api_version,
+                value,
+                next,
+            )))
+        }
+        (Target::ResourceGroup { subscription, name }, method) => match method {
+            Method::PUT => {
+                resource_groups::put(state, &subscription, &name, resources::parse_body(body)?)
+            }
+            Method::GET => resource_groups::get(state, &subscription, &name),
+            Method::HEAD => resource_groups::exists(state, &subscription, &name),
+            Method::DELETE => resource_groups::delete(state, &subscription, &name),
+            other => Err(request::method_not_allowed(&other)),
+        },
         (
             Target::Children {
                 kind,
@@ -471,6 +488,26 @@ fn route(state: &AppState, call: &Call<'_>) -> Result<Answer, ApiError> {
         }
         (_, method) => Err(request::method_not_allowed(&method)),
     }
+}
+
+/// One page of a list, with the `nextLink` clients follow verbatim (it carries the
+/// api-version).
+fn list_page(
+    state: &AppState,
+    path: &str,
+    api_version: &str,
+    value: Vec<serde_json::Value>,
+    next: Option<nsg_store::PageToken>,
+) -> serde_json::Value {
+    let mut page = json!({ "value": value });
+    if let Some(next) = next {
+        page["nextLink"] = json!(format!(
+            "{}/{path}?api-version={api_version}&$skipToken={}",
+            state.public_url,
+            next.as_str()
+        ));
+    }
+    page
 }
 
 /// A certificate and its private key, PEM.

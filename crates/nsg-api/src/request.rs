@@ -140,6 +140,10 @@ pub enum Target {
         subscription: String,
         location: String,
     },
+    /// `/subscriptions/{sub}/resourcegroups`.
+    ResourceGroups { subscription: String },
+    /// `/subscriptions/{sub}/resourcegroups/{name}`.
+    ResourceGroup { subscription: String, name: String },
 }
 
 /// Parses an ARM path (without the leading `/`).
@@ -166,6 +170,15 @@ pub fn parse_path(path: &str) -> Result<Target, ApiError> {
         if let Some(group) = segments.get(3) {
             check_resource_group(group)?;
         }
+    }
+    if is(2, "resourceGroups") && segments.len() <= 4 {
+        return Ok(match segments.get(3) {
+            None => Target::ResourceGroups { subscription },
+            Some(name) => Target::ResourceGroup {
+                subscription,
+                name: name.to_string(),
+            },
+        });
     }
     if is(2, "providers") && segments.len() == 5 {
         let kind = Kind::from_path(segments[3], segments[4]).ok_or_else(not_found)?;
@@ -278,6 +291,8 @@ pub fn operation(path: &str) -> String {
         }
         Ok(Target::Action { action, .. }) => action.segment().to_string(),
         Ok(Target::ServiceTags { .. }) => "serviceTags".to_string(),
+        Ok(Target::ResourceGroups { .. }) => "list resourceGroups".to_string(),
+        Ok(Target::ResourceGroup { .. }) => "resourceGroups".to_string(),
         Err(_) => "unknown".to_string(),
     }
 }

@@ -757,44 +757,56 @@ pub fn delete(
         if tx.get(id)?.is_none() {
             return Ok(Answer::deleted(kind, false));
         }
-        let (users, code, what): (Vec<String>, &str, &str) = match kind {
-            Kind::NetworkSecurityGroup => (
-                referrers(
-                    tx,
-                    id,
-                    &[Kind::VirtualNetwork, Kind::NetworkInterface],
-                    false,
-                )?,
-                "InUseNetworkSecurityGroupCannotBeDeleted",
-                "Network security group",
-            ),
-            Kind::ApplicationSecurityGroup => (
-                referrers(
-                    tx,
-                    id,
-                    &[Kind::NetworkSecurityGroup, Kind::NetworkInterface],
-                    false,
-                )?,
-                "InUseApplicationSecurityGroupCannotBeDeleted",
-                "Application security group",
-            ),
-            Kind::VirtualNetwork => (
-                referrers(tx, id, &[Kind::NetworkInterface], true)?,
-                "InUseSubnetCannotBeDeleted",
-                "Virtual network",
-            ),
-            Kind::NetworkInterface => (
-                referrers(tx, id, &[Kind::VirtualMachine], false)?,
-                "NicInUse",
-                "Network interface",
-            ),
-            Kind::VirtualMachine | Kind::NetworkWatcher => (Vec::new(), "", ""),
-        };
-        if !users.is_empty() {
-            return Err(in_use(code, what, id, &users));
+        if let Some(error) = in_use_error(tx, kind, id, &|_| true)? {
+            return Err(error);
         }
         Ok(Answer::deleted(kind, tx.delete(id, precondition)?))
     })
+}
+
+/// The error that refuses to delete `id` because other resources use it — those of its users
+/// that `counts` keeps (a resource group's deletion ignores users it deletes too) — if any.
+pub(crate) fn in_use_error(
+    tx: &Tx<'_>,
+    kind: Kind,
+    id: &ResourceId,
+    counts: &dyn Fn(&str) -> bool,
+) -> Result<Option<ApiError>, ApiError> {
+    let (users, code, what): (Vec<String>, &str, &str) = match kind {
+        Kind::NetworkSecurityGroup => (
+            referrers(
+                tx,
+                id,
+                &[Kind::VirtualNetwork, Kind::NetworkInterface],
+                false,
+            )?,
+            "InUseNetworkSecurityGroupCannotBeDeleted",
+            "Network security group",
+        ),
+        Kind::ApplicationSecurityGroup => (
+            referrers(
+                tx,
+                id,
+                &[Kind::NetworkSecurityGroup, Kind::NetworkInterface],
+                false,
+            )?,
+            "InUseApplicationSecurityGroupCannotBeDeleted",
+            "Application security group",
+        ),
+        Kind::VirtualNetwork => (
+            referrers(tx, id, &[Kind::NetworkInterface], true)?,
+            "InUseSubnetCannotBeDeleted",
+            "Virtual network",
+        ),
+        Kind::NetworkInterface => (
+            referrers(tx, id, &[Kind::VirtualMachine], false)?,
+            "NicInUse",
+            "Network interface",
+        ),
+        Kind::VirtualMachine | Kind::NetworkWatcher => (Vec::new(), "", ""),
+    };
+    let users: Vec<String> = users.into_iter().filter(|user| counts(user)).collect();
+    Ok((!users.is_empty()).then(|| in_use(code, what, id, &users)))
 }
 
 fn in_use(code: &str, what: &str, id: &ResourceId, users: &[String]) -> ApiError {

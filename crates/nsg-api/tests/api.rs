@@ -883,3 +883,123 @@ async fn names_and_ids_are_validated_as_arm_does() {
         .await;
     assert_eq!(reply.body["error"]["code"], "InvalidRequestFormat");
 }
+
+/// Regression (found with Microsoft's CLI tutorial): `az group create` failed with
+/// `InvalidResourceType`, and `az network nsg create -g RG` without `-l`, which takes the
+/// location from the group, with `LocationRequired`.
+#[tokio::test]
+async fn resource_groups_are_served_as_the_cli_uses_them() {
+    let api = Api::new();
+    let sub = "/subscriptions/00000000-0000-0000-0000-000000000001";
+    let group = format!("{sub}/resourcegroups/myResourceGroup");
+    let at = |path: &str| format!("{path}?api-version=2021-04-01");
+    let missing = api.call("GET", &at(&group), None, &[]).await;
+    assert_eq!(
+        (missing.status, missing.body["error"]["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("ResourceGroupNotFound"))
+    );
+    assert_eq!(
+        api.call("HEAD", &at(&group), None, &[]).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let created = api
+        .call(
+            "PUT",
+            &at(&group),
+            Some(json!({"location": "eastus", "tags": {"env": "test"}})),
+            &[],
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
+    assert_eq!(
+        created.body,
+        json!({"id": format!("{sub}/resourceGroups/myResourceGroup"), "name": "myResourceGroup",
+               "type": "Microsoft.Resources/resourceGroups", "location": "eastus",
+               "tags": {"env": "test"}, "properties": {"provisioningState": "Succeeded"}})
+    );
+    let again = api
+        .call("PUT", &at(&group), Some(json!({"location": "EastUS"})), &[])
+        .await;
+    assert_eq!(again.status, StatusCode::OK);
+    let moved = api
+        .call("PUT", &at(&group), Some(json!({"location": "westus"})), &[])
+        .await;
+    assert_eq!(
+        (moved.status, moved.body["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("InvalidResourceGroupLocation"))
+    );
+    assert_eq!(
+        api.call("HEAD", &at(&group), None, &[]).await.status,
+        StatusCode::NO_CONTENT
+    );
+    let shown = api.call("GET", &at(&group), None, &[]).await;
+    assert_eq!(shown.body["location"], "eastus");
+    let listed = api
+        .call("GET", &at(&format!("{sub}/resourcegroups")), None, &[])
+        .await;
+    let names: Vec<&str> = listed.body["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|g| g["name"].as_str())
+        .collect();
+    assert_eq!(names, ["myResourceGroup"]);
+
+    // Deleting a group deletes what it holds, unless something outside uses it.
+    let net = |group: &str, path: &str| {
+        format!("{sub}/resourceGroups/{group}/providers/Microsoft.Network/{path}?{V}")
+    };
+    let nsg = api
+        .call(
+            "PUT",
+            &net("myResourceGroup", "networkSecurityGroups/myNsg"),
+            Some(json!({"location": "eastus"})),
+            &[],
+        )
+        .await;
+    assert_eq!(nsg.status, StatusCode::CREATED);
+    let nsg_id = nsg.body["id"].as_str().unwrap().to_string();
+    let vnet = json!({"location": "eastus", "properties": {"addressSpace": {"addressPrefixes": ["10.0.0.0/16"]},
+        "subnets": [{"name": "s1", "properties": {"addressPrefix": "10.0.1.0/24", "networkSecurityGroup": {"id": nsg_id}}}]}});
+    let used = api
+        .call("PUT", &net("rg2", "virtualNetworks/vnet1"), Some(vnet), &[])
+        .await;
+    assert_eq!(used.status, StatusCode::CREATED, "{:?}", used.body);
+    let refused = api.call("DELETE", &at(&group), None, &[]).await;
+    assert_eq!(
+        refused.body["error"]["code"], "InUseNetworkSecurityGroupCannotBeDeleted",
+        "{:?}",
+        refused.body
+    );
+    assert_eq!(
+        api.call(
+            "GET",
+            &net("myResourceGroup", "networkSecurityGroups/myNsg"),
+            None,
+            &[]
+        )
+        .await
+        .status,
+        StatusCode::OK,
+        "nothing was deleted"
+    );
+    api.call("DELETE", &net("rg2", "virtualNetworks/vnet1"), None, &[])
+        .await;
+    let deleted = api.call("DELETE", &at(&group), None, &[]).await;
+    assert_eq!(deleted.status, StatusCode::OK, "{:?}", deleted.body);
+    assert_eq!(
+        api.call(
+            "GET",
+            &net("myResourceGroup", "networkSecurityGroups/myNsg"),
+            None,
+            &[]
+        )
+        .await
+        .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        api.call("HEAD", &at(&group), None, &[]).await.status,
+        StatusCode::NOT_FOUND
+    );
+}
