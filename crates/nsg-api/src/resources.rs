@@ -552,6 +552,21 @@ fn validate(
     }
     let mut referenced = Vec::new();
     references(doc, id, &mut referenced);
+    // References stay within one subscription: everything that evaluates, validates or checks
+    // use reads one subscription, so a foreign reference stored here would make later reads of
+    // this subscription fail and leave the foreign resource deletable while in use.
+    if let Some(foreign) = referenced
+        .iter()
+        .find(|r| !r.subscription().eq_ignore_ascii_case(id.subscription()))
+    {
+        return Err(ApiError::bad_request(
+            "InvalidResourceReference",
+            format!(
+                "Resource {foreign} referenced by resource {id} is in another subscription; references must stay within subscription {}.",
+                id.subscription()
+            ),
+        ));
+    }
     let asgs: Vec<ResourceId> = referenced
         .iter()
         .filter(|r| r.is_type(nsg_model::id::types::APPLICATION_SECURITY_GROUP))

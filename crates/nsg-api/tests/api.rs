@@ -1003,3 +1003,66 @@ async fn resource_groups_are_served_as_the_cli_uses_them() {
         StatusCode::NOT_FOUND
     );
 }
+
+/// Regression (found by a hostile probe): a rule naming an ASG of another subscription was
+/// stored; afterwards ipFlowVerify and effective NSGs of the subscription failed, every later
+/// rule PUT on that NSG failed, and the foreign ASG could be deleted while in use.
+#[tokio::test]
+async fn references_to_another_subscription_are_refused() {
+    let api = Api::new();
+    let other = "/subscriptions/00000000-0000-0000-0000-000000000002/resourceGroups/rg1/providers/Microsoft.Network";
+    let asg = api
+        .call(
+            "PUT",
+            &format!("{other}/applicationSecurityGroups/foreign?{V}"),
+            Some(json!({"location": "westeurope"})),
+            &[],
+        )
+        .await;
+    assert_eq!(asg.status, StatusCode::CREATED);
+    let mut with_asg = rule("to-foreign", 100, "80");
+    with_asg["properties"]
+        .as_object_mut()
+        .unwrap()
+        .remove("destinationAddressPrefix");
+    with_asg["properties"]["destinationApplicationSecurityGroups"] =
+        json!([{"id": asg.body["id"]}]);
+    let refused = api
+        .put(
+            "networkSecurityGroups/nsg1",
+            json!({"location": "westeurope", "properties": {"securityRules": [with_asg.clone()]}}),
+        )
+        .await;
+    assert_eq!(
+        (refused.status, refused.body["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("InvalidResourceReference")),
+        "{:?}",
+        refused.body
+    );
+    assert_eq!(
+        api.get("networkSecurityGroups/nsg1").await.status,
+        StatusCode::NOT_FOUND
+    );
+    // The same as a child rule of an NSG of this subscription.
+    api.put(
+        "networkSecurityGroups/nsg1",
+        json!({"location": "westeurope"}),
+    )
+    .await;
+    let child = api
+        .put(
+            "networkSecurityGroups/nsg1/securityRules/to-foreign",
+            with_asg,
+        )
+        .await;
+    assert_eq!(child.body["error"]["code"], "InvalidResourceReference");
+    let deleted = api
+        .call(
+            "DELETE",
+            &format!("{other}/applicationSecurityGroups/foreign?{V}"),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(deleted.status, StatusCode::OK, "nothing here uses it");
+}
