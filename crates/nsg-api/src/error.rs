@@ -62,6 +62,24 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// The error as the request of a child (one rule, one subnet) wrote its fields: `prefix`
+    /// (`properties.securityRules[2].`, where the child sits in its parent) is cut from every
+    /// target. Errors about other fields of the parent keep their paths.
+    pub fn relative_to(mut self, prefix: &str) -> ApiError {
+        let cut = |target: &str| target.strip_prefix(prefix).map(str::to_string);
+        if let Some(relative) = self.target.as_deref().and_then(cut) {
+            self.target = Some(relative);
+        }
+        for detail in &mut self.details {
+            if let Some(relative) = detail["target"].as_str().and_then(cut) {
+                detail["target"] = json!(relative);
+            }
+        }
+        self
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> ApiError {
         match error {

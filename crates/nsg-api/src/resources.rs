@@ -980,12 +980,19 @@ pub fn put_child(
             Precondition::IfNoneMatch => Precondition::None,
             other => other,
         };
-        match position {
-            Some(i) => items[i] = Value::Object(item),
-            None => items.push(Value::Object(item)),
-        }
-        let doc = normalise(tx, kind, parent, doc.as_object().cloned().unwrap_or_default(), Some(&existing))?;
-        validate(state, tx, kind, parent, &doc)?;
+        let index = match position {
+            Some(i) => {
+                items[i] = Value::Object(item);
+                i
+            }
+            None => {
+                items.push(Value::Object(item));
+                items.len() - 1
+            }
+        };
+        let as_sent = |error: ApiError| error.relative_to(&format!("properties.{}[{index}].", child.collection()));
+        let doc = normalise(tx, kind, parent, doc.as_object().cloned().unwrap_or_default(), Some(&existing)).map_err(as_sent)?;
+        validate(state, tx, kind, parent, &doc).map_err(as_sent)?;
         let outcome = tx.put(parent, doc, precondition)?;
         let mut rendered = render(kind, outcome.resource());
         BackReferences::compute(tx, parent.subscription())?.add_to(kind, &mut rendered);

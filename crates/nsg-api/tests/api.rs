@@ -1066,3 +1066,33 @@ async fn references_to_another_subscription_are_refused() {
         .await;
     assert_eq!(deleted.status, StatusCode::OK, "nothing here uses it");
 }
+
+/// Regression (found by a new user): errors of a single-rule PUT named
+/// `properties.securityRules[2]…`, a path the request did not contain.
+#[tokio::test]
+async fn a_child_puts_errors_name_the_fields_it_sent() {
+    let api = Api::new();
+    api.put(
+        "networkSecurityGroups/nsg1",
+        json!({"location": "westeurope", "properties": {"securityRules": [rule("a", 100, "80"), rule("b", 110, "81")]}}),
+    )
+    .await;
+    let reply = api
+        .put(
+            "networkSecurityGroups/nsg1/securityRules/c",
+            rule("c", 99999, "82"),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{:?}", reply.body);
+    assert_eq!(
+        reply.body["error"]["target"], "properties.priority",
+        "{:?}",
+        reply.body
+    );
+    for detail in reply.body["error"]["details"].as_array().unwrap() {
+        let target = detail["target"].as_str().unwrap_or_default();
+        assert!(!target.contains("securityRules["), "{detail}");
+    }
+    let message = reply.body["error"]["message"].as_str().unwrap_or_default();
+    assert!(!message.contains("securityRules["), "{message}");
+}
