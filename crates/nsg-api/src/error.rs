@@ -91,6 +91,14 @@ impl From<StoreError> for ApiError {
                     actual.as_deref().unwrap_or("no etag (it does not exist)")
                 ),
             ),
+            full if full.is_storage_full() => {
+                tracing::error!(error = %full, "the store's disk is full");
+                ApiError::new(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    "InsufficientStorage",
+                    "The server's storage is full; the request was not applied.",
+                )
+            }
             other => {
                 tracing::error!(error = %other, "store failure");
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError", "The store failed; the request was not applied.")

@@ -5,6 +5,7 @@
 /// How the REST layer maps these to answers:
 /// - [`StoreError::PreconditionFailed`] → 412 `PreconditionFailed`;
 /// - [`StoreError::InvalidPageToken`] → 400 (a client sent a `$skipToken` it did not get from us);
+/// - a full disk ([`StoreError::is_storage_full`]) → 507: nothing was written;
 /// - everything else is a server fault → 500, logged with its full chain (`source()`).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -87,5 +88,20 @@ impl StoreError {
     pub(crate) fn sqlite(context: impl Into<String>) -> impl FnOnce(rusqlite::Error) -> StoreError {
         let context = context.into();
         move |source| StoreError::Sqlite { context, source }
+    }
+}
+
+impl StoreError {
+    /// Whether the store failed because its disk is full: nothing was written, and the caller
+    /// may try again once there is room.
+    pub fn is_storage_full(&self) -> bool {
+        match self {
+            StoreError::Sqlite { source, .. } => matches!(
+                source,
+                rusqlite::Error::SqliteFailure(e, _) if e.code == rusqlite::ErrorCode::DiskFull
+            ),
+            StoreError::Io { source, .. } => source.kind() == std::io::ErrorKind::StorageFull,
+            _ => false,
+        }
     }
 }

@@ -288,3 +288,65 @@ fn a_malformed_chunked_body_gets_an_arm_error() {
     );
     assert!(body.contains("\"InvalidRequestFormat\""), "{response}");
 }
+
+/// Issue 10: a full disk answers `507 InsufficientStorage` with an ARM body, never 500, and
+/// nothing acknowledged is lost. The server runs in a mount namespace of its own whose data
+/// directory is a 1 MiB tmpfs (needs root and util-linux's `unshare`).
+#[test]
+fn a_full_disk_answers_507_and_keeps_what_it_acknowledged() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let port = free_port();
+    let script = format!(
+        "mount -t tmpfs -o size=1m tmpfs '{}' && exec '{}' serve --listen 127.0.0.1:{port} \
+         --data '{}' --token secret",
+        data.display(),
+        env!("CARGO_BIN_EXE_opennsg"),
+        data.display()
+    );
+    let child = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("unshare runs (util-linux)");
+    let _server = Server(child);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the server did not start (root and tmpfs needed)"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let path = |i: usize| {
+        format!("/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg/providers/Microsoft.Network/networkSecurityGroups/nsg{i}?api-version=2024-07-01")
+    };
+    // About 100 KB of tags per NSG: a 1 MiB disk fills within a few dozen writes.
+    let tags: serde_json::Map<String, serde_json::Value> = (0..400)
+        .map(|k| (format!("tag{k}"), serde_json::json!("v".repeat(250))))
+        .collect();
+    let body = serde_json::json!({"location": "westeurope", "tags": tags}).to_string();
+    let mut acknowledged = Vec::new();
+    let mut full = None;
+    for i in 0..200 {
+        let (status, reply) = http(port, "PUT", &path(i), "secret", &body);
+        match status {
+            201 => acknowledged.push(i),
+            _ => {
+                full = Some((status, reply));
+                break;
+            }
+        }
+    }
+    let (status, reply) = full.expect("the disk filled up");
+    assert_eq!(status, 507, "{reply}");
+    let error: serde_json::Value = serde_json::from_str(&reply).expect("an ARM body");
+    assert_eq!(error["error"]["code"], "InsufficientStorage");
+    assert!(!acknowledged.is_empty());
+    for i in acknowledged {
+        let (status, _) = http(port, "GET", &path(i), "secret", "");
+        assert_eq!(status, 200, "nsg{i} was acknowledged");
+    }
+}
