@@ -39,13 +39,11 @@ for _ in $(seq 1 100); do
     sleep 0.1
 done
 
-export REQUESTS_CA_BUNDLE="$work/data/cert.pem"
 export AZURE_CONFIG_DIR="$work/az"
-export IDENTITY_ENDPOINT="https://localhost:$port/msi/token"
-export IDENTITY_HEADER="$token"
 export AZURE_CORE_COLLECT_TELEMETRY=false
 export AZURE_CORE_ONLY_SHOW_ERRORS=true
-endpoint="https://localhost:$port"
+export OPENNSG_TOKEN="$token"
+endpoint="https://127.0.0.1:$port"
 sub="00000000-0000-0000-0000-000000000001"
 az() { timeout 120 "$venv/bin/az" "$@"; }
 passed=0
@@ -59,11 +57,12 @@ check() { # check WHAT EXPECTED ACTUAL
     passed=$((passed + 1))
 }
 
-az cloud register -n OpenNSG --skip-endpoint-discovery --endpoint-resource-manager "$endpoint/" \
-    --endpoint-active-directory "$endpoint" --endpoint-active-directory-resource-id "$endpoint/" \
-    --endpoint-management "$endpoint/" -o none
-az cloud set -n OpenNSG -o none
-check "login --identity" "$sub" "$(az login --identity --query '[0].id' -o tsv)"
+# The commands `serve` printed for its own address, certificate and token, run as printed (the
+# README shows the same block).
+setup="$(sed -n '/^opennsg: to use the Azure CLI with this server:$/,/^  az login --identity$/p' "$work/server.log" | tail -n +2)"
+[ -n "$setup" ] || { echo "az: serve printed no Azure CLI setup" >&2; cat "$work/server.log" >&2; exit 1; }
+eval "$setup" > "$work/login.json"
+check "login --identity" "$sub" "$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))[0]["id"])' "$work/login.json")"
 
 # Microsoft's tutorial "Filter network traffic with a network security group using the Azure
 # CLI", in its own form (no location but the group's; the VMs it creates are not served here).

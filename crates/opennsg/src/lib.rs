@@ -2,6 +2,7 @@
 //! and parsing flows — the IO edge around the pure crates, shared by the commands and the tests.
 
 pub mod bench;
+pub mod clients;
 pub mod enforce;
 pub mod inputs;
 pub mod query;

@@ -424,10 +424,18 @@ fn serve(args: ServeArgs) -> Result<u8> {
     let catalog = inputs::load_service_tags(&args.service_tags)?;
     let store = nsg_store::Store::open(&args.data)
         .with_context(|| format!("opening the store in {}", args.data.display()))?;
-    let token = match args.token {
-        Some(token) if !token.trim().is_empty() => token,
-        _ => stored_token(&args.data)?,
+    let token_file = args.data.join("token");
+    let token_file = std::path::absolute(&token_file).unwrap_or(token_file);
+    let (token, token_source) = match args.token {
+        Some(token) if !token.trim().is_empty() => {
+            (token, opennsg::clients::TokenSource::Environment)
+        }
+        _ => (
+            stored_token(&args.data)?,
+            opennsg::clients::TokenSource::File(&token_file),
+        ),
     };
+    let given_certificate = args.tls_cert.clone();
     let tls = match (args.tls_cert, args.tls_key, args.tls_self_signed) {
         (Some(cert), Some(key), _) => Some(nsg_api::Tls {
             cert_pem: std::fs::read(&cert)
@@ -452,6 +460,18 @@ fn serve(args: ServeArgs) -> Result<u8> {
         }
         _ => None,
     };
+    let certificate = args.tls_self_signed.then(|| args.data.join("cert.pem"));
+    let certificate = certificate
+        .map(|path| std::path::absolute(&path).unwrap_or(path))
+        .or(given_certificate);
+    if let Some(setup) = opennsg::clients::azure_cli_setup(
+        &public_url,
+        certificate.as_deref(),
+        args.identity_endpoint,
+        token_source,
+    ) {
+        eprintln!("{setup}");
+    }
     let mut state = nsg_api::AppState::new(store, std::sync::Arc::new(catalog), vec![token]);
     state.identity_endpoint = args.identity_endpoint;
     state.public_url = public_url;
