@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The Azure SDK for JavaScript (@azure/arm-network, pinned in conformance/js/package-lock.json)
+# against `opennsg serve` over HTTPS with a self-signed certificate, trusted the way a user would
+# (NODE_EXTRA_CA_CERTS). Builds the release binary, installs the SDK with `npm ci` on first run,
+# starts the server on a free port and stops it whatever happens. Needs node and npm.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cargo build --release --locked -p opennsg
+opennsg="$PWD/target/release/opennsg"
+if [ ! -d conformance/js/node_modules/@azure/arm-network ]; then
+    (cd conformance/js && npm ci --no-audit --no-fund)
+fi
+
+work="$(mktemp -d)"
+server_pid=""
+cleanup() {
+    if [ -n "$server_pid" ]; then
+        kill "$server_pid" 2>/dev/null || true
+        wait "$server_pid" 2>/dev/null || true
+    fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+token="$(python3 -c 'import secrets; print(secrets.token_hex(32))')"
+tags="../shared/data/service-tags/ServiceTags_Public_20251028.json"
+"$opennsg" serve --listen "127.0.0.1:$port" --data "$work/data" --tls-self-signed \
+    --token "$token" --service-tags "$tags" > "$work/server.log" 2>&1 &
+server_pid=$!
+for _ in $(seq 1 100); do
+    [ -f "$work/data/cert.pem" ] && python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 1)" 2>/dev/null && break
+    sleep 0.1
+done
+
+export NODE_EXTRA_CA_CERTS="$work/data/cert.pem"
+export OPENNSG_URL="https://127.0.0.1:$port"
+export OPENNSG_TOKEN="$token"
+export OPENNSG_SUBSCRIPTION="00000000-0000-0000-0000-000000000001"
+if ! (cd conformance/js && timeout 600 npm test); then
+    echo "js: the server's log (last lines):" >&2
+    tail -30 "$work/server.log" >&2
+    exit 1
+fi
