@@ -89,6 +89,7 @@ check "subnet's nsg" "myNsg" \
 az group delete --name myResourceGroup --yes
 check "group deleted" "false" "$(az group exists --name myResourceGroup)"
 
+az group create -n rg1 -l westeurope -o none
 az network nsg create -g rg1 -n nsg1 -l westeurope -o none
 az network nsg rule create -g rg1 --nsg-name nsg1 -n allow-http --priority 200 --direction Inbound \
     --access Allow --protocol Tcp --source-address-prefixes Internet --destination-port-ranges 80 -o none
@@ -105,6 +106,7 @@ az rest --method put --url "$endpoint/subscriptions/$sub/resourceGroups/rg1/prov
 
 check "nic list-effective-nsg" "securityRules/allow-http" \
     "$(az network nic list-effective-nsg -g rg1 -n nic1 --query 'value[0].effectiveSecurityRules[0].name' -o tsv)"
+az group create -n NetworkWatcherRG -l westeurope -o none
 az network watcher configure -g NetworkWatcherRG -l westeurope --enabled true -o none
 check "watcher test-ip-flow (allowed)" "Allow securityRules/allow-http" \
     "$(az network watcher test-ip-flow -g rg1 --vm vm1 --direction Inbound --protocol TCP --local 10.0.1.4:80 --remote 203.0.113.10:50000 --query '[access, ruleName]' -o tsv | tr '\t\n' '  ' | sed 's/ *$//')"

@@ -76,8 +76,18 @@ def rule(
     return models.SecurityRule(**fields)
 
 
+def create_group(client, name: str) -> None:
+    """Creates resource group `name` in the client's subscription (writes go into groups that
+    exist, as in Azure); creating an existing one is harmless."""
+    subscription = client._config.subscription_id
+    response = raw(client, "PUT", f"/subscriptions/{subscription}/resourcegroups/{name}?api-version=2021-04-01",
+                   body={"location": LOCATION})
+    assert response.status_code in (200, 201), f"group {name}: {response.status_code} {response.text()}"
+
+
 def create_nsg(client, name: str, rules=(), resource_group: str = RESOURCE_GROUP, **fields: Any):
     """Creates (or replaces) an NSG through the SDK's long-running operation; returns the model."""
+    create_group(client, resource_group)
     nsg = models.NetworkSecurityGroup(location=LOCATION, security_rules=list(rules), **fields)
     return client.network_security_groups.begin_create_or_update(resource_group, name, nsg).result()
 
@@ -116,6 +126,7 @@ def vm_id(name: str, resource_group: str = RESOURCE_GROUP) -> str:
 
 
 def create_vnet(client, name: str, prefix: str = "10.0.0.0/16", subnets=(), resource_group: str = RESOURCE_GROUP, **fields):
+    create_group(client, resource_group)
     vnet = models.VirtualNetwork(
         location=LOCATION,
         address_space=models.AddressSpace(address_prefixes=[prefix]),

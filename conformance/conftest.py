@@ -36,7 +36,7 @@ from azure.core.pipeline.policies import SansIOHTTPPolicy
 from azure.mgmt.network import NetworkManagementClient
 from azure.mgmt.network import models
 
-from conformance_support import LOCATION, SUBSCRIPTION
+from conformance_support import LOCATION, RESOURCE_GROUP, SUBSCRIPTION, create_group
 from scenario_support import WATCHER, WATCHER_GROUP, load_environment, subscription_for
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -211,6 +211,8 @@ def server(request) -> Server:
 def client(server: Server) -> NetworkManagementClient:
     """The SDK client of the suite: subscription SUBSCRIPTION on the session's server."""
     with server.client() as network_client:
+        for group in (RESOURCE_GROUP, WATCHER_GROUP):
+            create_group(network_client, group)
         yield network_client
 
 
@@ -229,6 +231,7 @@ def seeded(server):
             environment = load_environment(server, fixtures, subscription)
             network_client = server.client(subscription)
             clients.append(network_client)
+            create_group(network_client, WATCHER_GROUP)
             network_client.network_watchers.create_or_update(WATCHER_GROUP, WATCHER, models.NetworkWatcher(location=LOCATION))
             loaded[key] = (network_client, environment)
         return loaded[key]

@@ -12,7 +12,7 @@ from typing import Optional
 from azure.core.exceptions import HttpResponseError
 from azure.mgmt.network import models
 
-from conformance_support import COMPUTE_API_VERSION, LOCATION, SUBSCRIPTION, raw
+from conformance_support import COMPUTE_API_VERSION, LOCATION, SUBSCRIPTION, create_group, raw
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 SCENARIOS = REPO / "tests" / "scenarios"
@@ -78,6 +78,8 @@ def load_environment(server, fixture_paths: list, subscription: str) -> Environm
     documents = _documents(fixture_paths, subscription)
     environment = Environment(subscription=subscription, resources=documents)
     with server.client(subscription) as client:
+        for group in sorted({split_id(doc["id"])[0] for doc in documents}):
+            create_group(client, group)
         for arm_type, operations, model in ORDER:
             for doc in environment.of_type(arm_type):
                 group, name = split_id(doc["id"])
@@ -143,6 +145,8 @@ def check_validation_scenario(server, name: str) -> None:
 
     failures: dict = {}  # id (lower) -> (status, code, {(detail code, target)})
     with server.client(subscription) as client:
+        for group in sorted({split_id(doc["id"])[0] for doc in documents}):
+            create_group(client, group)
         for arm_type, operations, model in ORDER:
             for doc in [d for d in documents if d["type"].lower() == arm_type.lower()]:
                 group, resource_name = split_id(doc["id"])

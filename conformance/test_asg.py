@@ -10,6 +10,7 @@ from conformance_support import (
     LOCATION,
     NETWORK,
     RESOURCE_GROUP,
+    create_group,
     create_nsg,
     network_id,
     raises_arm_error,
@@ -19,6 +20,7 @@ from conformance_support import (
 
 
 def create_asg(client, name: str, resource_group: str = RESOURCE_GROUP, **fields):
+    create_group(client, resource_group)
     asg = models.ApplicationSecurityGroup(location=LOCATION, **fields)
     return client.application_security_groups.begin_create_or_update(resource_group, name, asg).result()
 

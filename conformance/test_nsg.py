@@ -13,6 +13,7 @@ from conformance_support import (
     PAGE_SIZE,
     RESOURCE_GROUP,
     SDK_API_VERSION,
+    create_group,
     create_nsg,
     network_id,
     raises_arm_error,
@@ -318,6 +319,8 @@ def test_paging_follows_next_link_and_sees_every_nsg_exactly_once(server):
     group, other = "rg-paging", "rg-paging-other"
     total = PAGE_SIZE + 5
     with server.client(subscription) as client:
+        create_group(client, group)
+        create_group(client, other)
         expected = set()
         for i in range(total):
             name = f"nsg-{i:03d}"
@@ -440,6 +443,7 @@ def test_tags_that_are_not_an_object_of_strings_are_rejected(server, kind, tags)
     DeserializationError (seen in an earlier build)."""
     subscription = "00000000-0000-0000-0000-0000000000b1"
     with server.client(subscription) as client:
+        create_group(client, "rg1")
         path = f"/subscriptions/{subscription}/resourceGroups/rg1/providers/Microsoft.Network/{kind}/{unique('bad-tags')}?api-version={SDK_API_VERSION}"
         response = raw(client, "PUT", path, body={"location": LOCATION, "tags": tags})
         assert response.status_code == 400, response.text()

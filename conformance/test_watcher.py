@@ -13,7 +13,7 @@ import pytest
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.mgmt.network import models
 
-from conformance_support import DEFAULT_RULES, LOCATION, network_id, unique
+from conformance_support import DEFAULT_RULES, LOCATION, create_group, network_id, unique
 from scenario_support import SCENARIOS, WATCHER, WATCHER_GROUP, endpoint, scenario, split_id, subscription_for
 
 SEED_SCENARIOS = [
@@ -248,6 +248,7 @@ def test_network_watcher_create_get_list_tags_and_delete(server):
     subscription = subscription_for("watcher-crud")
     group = unique("rg-watchers")
     with server.client(subscription) as client:
+        create_group(client, group)
         created = client.network_watchers.create_or_update(group, WATCHER, models.NetworkWatcher(location=LOCATION))
         assert isinstance(created, models.NetworkWatcher)
         assert created.id == network_id(group, "networkWatchers", WATCHER, subscription)

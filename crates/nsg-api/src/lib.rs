@@ -15,7 +15,7 @@ pub mod error;
 pub mod identity;
 pub mod metrics;
 pub mod request;
-mod resource_groups;
+pub mod resource_groups;
 pub mod resources;
 pub mod watcher;
 

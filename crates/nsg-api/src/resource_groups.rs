@@ -13,7 +13,7 @@ use crate::resources::{in_use_error, Answer};
 use crate::AppState;
 use axum::http::StatusCode;
 use nsg_model::ResourceId;
-use nsg_store::{PageToken, Precondition, Scope, StoredResource, Tx};
+use nsg_store::{PageToken, Precondition, Scope, Store, StoredResource, Tx};
 use serde_json::{json, Map, Value};
 
 pub const TYPE: &str = "Microsoft.Resources/resourceGroups";
@@ -53,6 +53,38 @@ fn render(stored: &StoredResource) -> Value {
         map.remove("etag");
     }
     doc
+}
+
+/// Writes go into groups that exist, as in Azure.
+pub fn require(tx: &Tx<'_>, id: &ResourceId) -> Result<(), ApiError> {
+    match tx.get(&stored_id(id.subscription(), id.resource_group())?)? {
+        Some(_) => Ok(()),
+        None => Err(not_found(id.resource_group())),
+    }
+}
+
+/// Creates the groups that hold resources but were never created (stores written before groups
+/// were served), each in the location of one of its resources. Returns their ids.
+pub fn adopt(store: &Store) -> Result<Vec<String>, ApiError> {
+    store.transaction(|tx| {
+        let mut adopted = Vec::new();
+        for resource in tx.one_per_resource_group()? {
+            let (subscription, name) = (resource.id.subscription(), resource.id.resource_group());
+            let id = stored_id(subscription, name)?;
+            if tx.get(&id)?.is_some() {
+                continue;
+            }
+            let location = resource.document["location"]
+                .as_str()
+                .filter(|l| !l.is_empty())
+                .unwrap_or("global");
+            tx.put(&id, json!({"location": location}), Precondition::None)?;
+            adopted.push(format!(
+                "/subscriptions/{subscription}/resourceGroups/{name}"
+            ));
+        }
+        Ok(adopted)
+    })
 }
 
 pub fn put(

@@ -724,6 +724,9 @@ pub fn put(
 ) -> Result<Answer, ApiError> {
     state.store.transaction(|tx| {
         let existing = tx.get(id)?;
+        if existing.is_none() {
+            crate::resource_groups::require(tx, id)?;
+        }
         let doc = normalise(tx, kind, id, body, existing.as_ref())?;
         validate(state, tx, kind, id, &doc)?;
         let outcome = tx.put(id, doc, precondition)?;

@@ -24,7 +24,7 @@ struct Reply {
 }
 
 impl Api {
-    fn new() -> Api {
+    async fn new() -> Api {
         let dir = tempfile::tempdir().unwrap();
         let mut state = AppState::new(
             nsg_store::Store::open(dir.path()).unwrap(),
@@ -32,10 +32,29 @@ impl Api {
             vec![TOKEN.to_string()],
         );
         state.page_size = 2;
-        Api {
+        let api = Api {
             app: router(Arc::new(state)),
             _dir: dir,
-        }
+        };
+        // Writes go into groups that exist.
+        api.group("00000000-0000-0000-0000-000000000001", "rg1")
+            .await;
+        api
+    }
+
+    /// Creates resource group `name` of `subscription`.
+    async fn group(&self, subscription: &str, name: &str) {
+        let reply = self
+            .call(
+                "PUT",
+                &format!(
+                    "/subscriptions/{subscription}/resourcegroups/{name}?api-version=2021-04-01"
+                ),
+                Some(json!({"location": "westeurope"})),
+                &[],
+            )
+            .await;
+        assert!(reply.status.is_success(), "{name}: {:?}", reply.body);
     }
 
     async fn call(
@@ -92,7 +111,7 @@ fn rule(name: &str, priority: u32, port: &str) -> Value {
 
 #[tokio::test]
 async fn nsg_create_get_update_delete_with_arm_status_codes() {
-    let api = Api::new();
+    let api = Api::new().await;
     let created = api.put("networkSecurityGroups/nsg1", json!({"location": "westeurope", "properties": {"securityRules": [rule("ssh", 100, "22")]}})).await;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
     let nsg = &created.body;
@@ -165,7 +184,7 @@ async fn nsg_create_get_update_delete_with_arm_status_codes() {
 
 #[tokio::test]
 async fn inline_rules_and_child_rules_are_one_and_the_same() {
-    let api = Api::new();
+    let api = Api::new().await;
     api.put("networkSecurityGroups/nsg1", json!({"location": "westeurope", "properties": {"securityRules": [rule("ssh", 100, "22")]}})).await;
     let child = api
         .get("networkSecurityGroups/nsg1/securityRules/ssh")
@@ -229,7 +248,7 @@ async fn inline_rules_and_child_rules_are_one_and_the_same() {
 
 #[tokio::test]
 async fn validation_errors_carry_azures_codes_and_write_nothing() {
-    let api = Api::new();
+    let api = Api::new().await;
     let conflict = api
         .put("networkSecurityGroups/nsg1", json!({"location": "westeurope", "properties": {"securityRules": [rule("a", 100, "22"), rule("b", 100, "80")]}}))
         .await;
@@ -333,7 +352,7 @@ async fn validation_errors_carry_azures_codes_and_write_nothing() {
 
 #[tokio::test]
 async fn etag_preconditions() {
-    let api = Api::new();
+    let api = Api::new().await;
     let uri = format!("{RG}/networkSecurityGroups/nsg1?{V}");
     let body = json!({"location": "westeurope"});
     let created = api
@@ -367,7 +386,7 @@ async fn etag_preconditions() {
 
 #[tokio::test]
 async fn lists_page_with_next_links_that_carry_the_api_version() {
-    let api = Api::new();
+    let api = Api::new().await;
     for name in ["a", "b", "c"] {
         api.put(
             &format!("networkSecurityGroups/{name}"),
@@ -411,7 +430,7 @@ async fn lists_page_with_next_links_that_carry_the_api_version() {
 
 #[tokio::test]
 async fn requests_need_a_token_and_an_api_version() {
-    let api = Api::new();
+    let api = Api::new().await;
     let anonymous = api
         .app
         .clone()
@@ -584,7 +603,7 @@ async fn subscriptions_identity_tokens_and_metrics() {
 /// stored, and then every SDK list of that type failed to deserialise.
 #[tokio::test]
 async fn tags_must_be_an_object_of_strings() {
-    let api = Api::new();
+    let api = Api::new().await;
     for tags in [
         json!("x"),
         json!(["a"]),
@@ -615,7 +634,7 @@ async fn tags_must_be_an_object_of_strings() {
 /// checked against its NSG, which exists, so it always failed.
 #[tokio::test]
 async fn if_none_match_on_a_child_is_about_the_child() {
-    let api = Api::new();
+    let api = Api::new().await;
     api.put(
         "networkSecurityGroups/nsg1",
         json!({"location": "westeurope"}),
@@ -649,7 +668,7 @@ async fn if_none_match_on_a_child_is_about_the_child() {
 /// read-modify-write of the NSG in one store transaction).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_rule_writes_on_one_nsg_lose_nothing() {
-    let api = Arc::new(Api::new());
+    let api = Arc::new(Api::new().await);
     api.put(
         "networkSecurityGroups/busy",
         json!({"location": "westeurope"}),
@@ -685,7 +704,7 @@ async fn concurrent_rule_writes_on_one_nsg_lose_nothing() {
 /// `{}`, so `PUT {"location": …, "properties": "x"}` answered 200 and dropped every rule.
 #[tokio::test]
 async fn properties_of_the_wrong_type_are_refused_not_replaced() {
-    let api = Api::new();
+    let api = Api::new().await;
     let subnet = format!("{RG}/virtualNetworks/vnet1/subnets/s1");
     let resources = [
         (
@@ -760,7 +779,7 @@ async fn properties_of_the_wrong_type_are_refused_not_replaced() {
 /// method a route does not take — where ARM clients expect `{"error": {"code", "message"}}`.
 #[tokio::test]
 async fn every_error_body_is_arm_json() {
-    let api = Api::new();
+    let api = Api::new().await;
     let too_large = "x".repeat(nsg_api::BODY_LIMIT + 1);
     let cases: Vec<(&str, String, Option<Body>, StatusCode, &str)> = vec![
         (
@@ -839,7 +858,7 @@ async fn every_error_body_is_arm_json() {
 /// locations were taken as given.
 #[tokio::test]
 async fn names_and_ids_are_validated_as_arm_does() {
-    let api = Api::new();
+    let api = Api::new().await;
     let nsg = json!({"location": "westeurope"});
     let sub = "/subscriptions/00000000-0000-0000-0000-000000000001";
     let cases = [
@@ -859,6 +878,8 @@ async fn names_and_ids_are_validated_as_arm_does() {
         );
     }
     for name in ["a", "rg-1_(test).x", "Ünïcode", &"r".repeat(90)] {
+        api.group("00000000-0000-0000-0000-000000000001", name)
+            .await;
         let reply = api
             .call(
                 "PUT",
@@ -889,7 +910,7 @@ async fn names_and_ids_are_validated_as_arm_does() {
 /// location from the group, with `LocationRequired`.
 #[tokio::test]
 async fn resource_groups_are_served_as_the_cli_uses_them() {
-    let api = Api::new();
+    let api = Api::new().await;
     let sub = "/subscriptions/00000000-0000-0000-0000-000000000001";
     let group = format!("{sub}/resourcegroups/myResourceGroup");
     let at = |path: &str| format!("{path}?api-version=2021-04-01");
@@ -943,7 +964,20 @@ async fn resource_groups_are_served_as_the_cli_uses_them() {
         .iter()
         .filter_map(|g| g["name"].as_str())
         .collect();
-    assert_eq!(names, ["myResourceGroup"]);
+    assert_eq!(names, ["myResourceGroup", "rg1"]);
+    // Writes go into groups that exist.
+    let homeless = api
+        .call(
+            "PUT",
+            &format!("{sub}/resourceGroups/nogroup/providers/Microsoft.Network/networkSecurityGroups/n?{V}"),
+            Some(json!({"location": "eastus"})),
+            &[],
+        )
+        .await;
+    assert_eq!(
+        (homeless.status, homeless.body["error"]["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("ResourceGroupNotFound"))
+    );
 
     // Deleting a group deletes what it holds, unless something outside uses it.
     let net = |group: &str, path: &str| {
@@ -961,6 +995,8 @@ async fn resource_groups_are_served_as_the_cli_uses_them() {
     let nsg_id = nsg.body["id"].as_str().unwrap().to_string();
     let vnet = json!({"location": "eastus", "properties": {"addressSpace": {"addressPrefixes": ["10.0.0.0/16"]},
         "subnets": [{"name": "s1", "properties": {"addressPrefix": "10.0.1.0/24", "networkSecurityGroup": {"id": nsg_id}}}]}});
+    api.group("00000000-0000-0000-0000-000000000001", "rg2")
+        .await;
     let used = api
         .call("PUT", &net("rg2", "virtualNetworks/vnet1"), Some(vnet), &[])
         .await;
@@ -1009,7 +1045,9 @@ async fn resource_groups_are_served_as_the_cli_uses_them() {
 /// rule PUT on that NSG failed, and the foreign ASG could be deleted while in use.
 #[tokio::test]
 async fn references_to_another_subscription_are_refused() {
-    let api = Api::new();
+    let api = Api::new().await;
+    api.group("00000000-0000-0000-0000-000000000002", "rg1")
+        .await;
     let other = "/subscriptions/00000000-0000-0000-0000-000000000002/resourceGroups/rg1/providers/Microsoft.Network";
     let asg = api
         .call(
@@ -1071,7 +1109,7 @@ async fn references_to_another_subscription_are_refused() {
 /// `properties.securityRules[2]…`, a path the request did not contain.
 #[tokio::test]
 async fn a_child_puts_errors_name_the_fields_it_sent() {
-    let api = Api::new();
+    let api = Api::new().await;
     api.put(
         "networkSecurityGroups/nsg1",
         json!({"location": "westeurope", "properties": {"securityRules": [rule("a", 100, "80"), rule("b", 110, "81")]}}),
@@ -1095,4 +1133,26 @@ async fn a_child_puts_errors_name_the_fields_it_sent() {
     }
     let message = reply.body["error"]["message"].as_str().unwrap_or_default();
     assert!(!message.contains("securityRules["), "{message}");
+}
+
+/// A store written before resource groups were served holds resources in groups never created:
+/// they are adopted, each in the location of one of its resources, and writes go on.
+#[test]
+fn groups_of_stores_written_before_groups_existed_are_adopted() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = nsg_store::Store::open(dir.path()).unwrap();
+    let nsg = nsg_model::ResourceId::parse(&format!("{RG}/networkSecurityGroups/old")).unwrap();
+    store
+        .put(
+            &nsg,
+            json!({"location": "northeurope"}),
+            nsg_store::Precondition::None,
+        )
+        .unwrap();
+    let adopted = nsg_api::resource_groups::adopt(&store).unwrap();
+    assert_eq!(
+        adopted,
+        ["/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg1"]
+    );
+    assert!(nsg_api::resource_groups::adopt(&store).unwrap().is_empty());
 }

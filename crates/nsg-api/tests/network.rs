@@ -21,7 +21,7 @@ fn net(path: &str) -> String {
 struct Api(axum::Router, #[allow(dead_code)] tempfile::TempDir);
 
 impl Api {
-    fn new() -> Api {
+    async fn new() -> Api {
         let dir = tempfile::tempdir().unwrap();
         let mut catalog = nsg_tags::Catalog::new();
         catalog
@@ -34,7 +34,19 @@ impl Api {
             vec![TOKEN.into()],
         );
         state.page_size = 100;
-        Api(router(Arc::new(state)), dir)
+        let api = Api(router(Arc::new(state)), dir);
+        // Writes go into groups that exist.
+        for group in ["rg1", "NetworkWatcherRG"] {
+            let (status, reply) = api
+                .call(
+                    "PUT",
+                    &format!("{SUB}/resourcegroups/{group}"),
+                    Some(json!({"location": "westeurope"})),
+                )
+                .await;
+            assert!(status.is_success(), "{group}: {reply}");
+        }
+        api
     }
 
     async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
@@ -84,7 +96,7 @@ fn nic(subnet: &str, nsg: Option<&str>) -> Value {
 }
 
 async fn seed() -> Api {
-    let api = Api::new();
+    let api = Api::new().await;
     let put = |path: String, body: Value| {
         let api = &api;
         async move {
@@ -449,7 +461,7 @@ async fn writes_are_validated_against_what_they_reference() {
 
 #[tokio::test]
 async fn service_tags_come_from_the_loaded_files() {
-    let api = Api::new();
+    let api = Api::new().await;
     let (status, tags) = api
         .call(
             "GET",

@@ -74,6 +74,12 @@ impl Tx<'_> {
     pub fn count(&self) -> Result<usize, StoreError> {
         count(&self.tx)
     }
+
+    /// One stored resource of every resource group that holds any (see
+    /// [`Store::put`](crate::Store::put) for ids: they keep their first spelling).
+    pub fn one_per_resource_group(&self) -> Result<Vec<StoredResource>, StoreError> {
+        one_per_resource_group(&self.tx)
+    }
 }
 
 /// The identity of a resource: its id lower-cased the way `ResourceId` compares.
@@ -299,6 +305,24 @@ pub(crate) fn delete(
         .and_then(|mut statement| statement.execute([&key]))
         .map_err(StoreError::sqlite(format!("deleting {id}")))?;
     Ok(true)
+}
+
+/// One stored resource of every resource group that holds any, in no particular order: its id
+/// carries the subscription and group as first written.
+pub(crate) fn one_per_resource_group(conn: &Connection) -> Result<Vec<StoredResource>, StoreError> {
+    let context = "listing the resource groups in use";
+    let mut statement = conn
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM resources WHERE key IN \
+             (SELECT MIN(key) FROM resources GROUP BY sub_key, rg_key)"
+        ))
+        .map_err(StoreError::sqlite(context))?;
+    let mut rows = statement.query([]).map_err(StoreError::sqlite(context))?;
+    let mut found = Vec::new();
+    while let Some(row) = rows.next().map_err(StoreError::sqlite(context))? {
+        found.push(read_row(row)?);
+    }
+    Ok(found)
 }
 
 pub(crate) fn count(conn: &Connection) -> Result<usize, StoreError> {

@@ -424,6 +424,11 @@ fn serve(args: ServeArgs) -> Result<u8> {
     let catalog = inputs::load_service_tags(&args.service_tags)?;
     let store = nsg_store::Store::open(&args.data)
         .with_context(|| format!("opening the store in {}", args.data.display()))?;
+    for group in nsg_api::resource_groups::adopt(&store)
+        .map_err(|e| anyhow::anyhow!("adopting resource groups: {}", e.message))?
+    {
+        eprintln!("opennsg: created resource group {group}, which held resources stored before groups were served");
+    }
     let token_file = args.data.join("token");
     let token_file = std::path::absolute(&token_file).unwrap_or(token_file);
     let (token, token_source) = match args.token {

@@ -403,7 +403,14 @@ fn enforce_follows_a_server_and_repairs_drift() {
         .is_ok()),
         "the server did not start"
     );
-    // The seed's resources, referenced ones first.
+    // The seed's resources, in their group, referenced ones first.
+    let group = call(
+        "PUT",
+        "/subscriptions/00000000-0000-0000-0000-000000000001/resourcegroups/rg1",
+        r#"{"location": "westeurope"}"#,
+    )
+    .expect("PUT group");
+    assert!(group.status < 300, "{group:?}");
     let env = load("seed-vms-http.json");
     let order = [
         "networkSecurityGroups",

@@ -31,12 +31,18 @@ fn start(data: &std::path::Path, port: u16) -> Server {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    let mut server = Server(child);
+    // The token is written before the port is bound: waiting for both keeps a test from talking
+    // to another process that happens to hold the port.
     let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+    while !data.join("token").exists() || TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline, "the server did not start");
+        if let Ok(Some(status)) = server.0.try_wait() {
+            panic!("the server exited: {status}");
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
-    Server(child)
+    server
 }
 
 /// One request over real HTTP: returns (status, body).
@@ -48,6 +54,18 @@ fn http(port: u16, method: &str, path: &str, token: &str, body: &str) -> (u16, S
     let host = format!("127.0.0.1:{port}");
     let response = nsg_netlab::http_request(&mut stream, &host, method, path, token, body).unwrap();
     (response.status, response.body)
+}
+
+/// Creates resource group `rg`, which the tests write into.
+fn create_group(port: u16, token: &str) {
+    let (status, body) = http(
+        port,
+        "PUT",
+        "/subscriptions/00000000-0000-0000-0000-000000000001/resourcegroups/rg?api-version=2021-04-01",
+        token,
+        r#"{"location":"westeurope"}"#,
+    );
+    assert!(status == 200 || status == 201, "{status} {body}");
 }
 
 #[test]
@@ -67,6 +85,7 @@ fn serves_the_api_with_a_generated_token_and_keeps_data_across_restarts() {
         );
     }
     let path = "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg/providers/Microsoft.Network/networkSecurityGroups/nsg1?api-version=2024-07-01";
+    create_group(port, &token);
     let (status, body) = http(port, "PUT", path, &token, r#"{"location":"westeurope"}"#);
     assert_eq!(status, 201, "{body}");
     assert_eq!(http(port, "GET", path, "wrong", "").0, 401);
@@ -183,6 +202,7 @@ fn acknowledged_writes_survive_sigkill_of_the_server() {
     let port = free_port();
     let mut server = start(data.path(), port);
     let token = std::fs::read_to_string(data.path().join("token")).unwrap();
+    create_group(port, &token);
     let path = |i: usize| {
         format!("/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg/providers/Microsoft.Network/networkSecurityGroups/nsg{i}?api-version=2024-07-01")
     };
@@ -323,6 +343,7 @@ fn a_full_disk_answers_507_and_keeps_what_it_acknowledged() {
     let path = |i: usize| {
         format!("/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg/providers/Microsoft.Network/networkSecurityGroups/nsg{i}?api-version=2024-07-01")
     };
+    create_group(port, "secret");
     // About 100 KB of tags per NSG: a 1 MiB disk fills within a few dozen writes.
     let tags: serde_json::Map<String, serde_json::Value> = (0..400)
         .map(|k| (format!("tag{k}"), serde_json::json!("v".repeat(250))))
