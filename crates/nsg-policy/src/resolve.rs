@@ -436,7 +436,7 @@ impl<'a> Resolver<'a> {
                 let tag = self
                     .catalog
                     .get(name)
-                    .ok_or_else(|| nsg_tags::unknown_tag_hint(name))?;
+                    .ok_or_else(|| self.catalog.unknown_tag_message(name))?;
                 let id = self.sets.intern(tag.set.clone(), || name.to_string());
                 self.named_tags.insert(key, id);
                 Ok(id)

@@ -52,6 +52,8 @@ pub struct LoadSummary {
     pub tags: usize,
     /// Number of address prefixes over all entries.
     pub prefixes: usize,
+    /// Where the list came from (a file's path), as the loader named it; empty if unnamed.
+    pub origin: String,
 }
 
 /// The service tags of every list loaded so far, looked up by name ignoring case.
@@ -84,6 +86,12 @@ impl Catalog {
     /// [`TagError::Json`] if the bytes are not JSON of either schema, [`TagError::InvalidPrefix`] if
     /// an address prefix is not a CIDR. On error the catalog is unchanged.
     pub fn load_json(&mut self, bytes: &[u8]) -> Result<LoadSummary, TagError> {
+        self.load_json_from("", bytes)
+    }
+
+    /// [`Catalog::load_json`], remembering where the list came from (`origin`, e.g. its path),
+    /// so that messages about unknown tags can say which lists were searched.
+    pub fn load_json_from(&mut self, origin: &str, bytes: &[u8]) -> Result<LoadSummary, TagError> {
         let list: schema::TagList = serde_json::from_slice(bytes)?;
         let tags = list
             .values
@@ -95,6 +103,7 @@ impl Catalog {
             change_number: list.change_number,
             tags: tags.len(),
             prefixes: tags.iter().map(|t| t.prefixes.len()).sum(),
+            origin: origin.to_string(),
         };
         for tag in tags {
             self.insert(tag);
@@ -157,15 +166,49 @@ impl Catalog {
         &self.sources
     }
 
-    /// [`unknown_tag_hint`], plus a note when no service tag list is loaded at all, which is the
-    /// usual reason a real service tag is unknown.
+    /// Why `name` is not a tag: it is neither built in nor in the lists loaded, which are named
+    /// (or, when none is loaded, how to load one).
     pub fn unknown_tag_message(&self, name: &str) -> String {
-        let hint = unknown_tag_hint(name);
-        if self.sources.is_empty() {
-            format!("{hint} (no service tag file is loaded)")
+        let builtins: Vec<&str> = BuiltinTag::ALL
+            .iter()
+            .map(BuiltinTag::canonical_name)
+            .collect();
+        let lists: Vec<String> = self
+            .sources
+            .iter()
+            .map(|source| {
+                let origin = if source.origin.is_empty() {
+                    "a list"
+                } else {
+                    &source.origin
+                };
+                format!(
+                    "{origin} ({} tags, cloud {}, changeNumber {})",
+                    source.tags,
+                    or_unknown(&source.cloud),
+                    or_unknown(&source.change_number)
+                )
+            })
+            .collect();
+        let searched = if lists.is_empty() {
+            "no service tag file is loaded: load Microsoft's ServiceTags_*.json with \
+             --service-tags FILE"
+                .to_string()
         } else {
-            hint
-        }
+            format!("nor in the service tag files loaded: {}", lists.join("; "))
+        };
+        format!(
+            "unknown service tag '{name}': it is not a built-in tag ({}), {searched}",
+            builtins.join(", ")
+        )
+    }
+}
+
+fn or_unknown(text: &str) -> &str {
+    if text.is_empty() {
+        "unknown"
+    } else {
+        text
     }
 }
 
@@ -197,20 +240,6 @@ fn service_tag(entry: schema::TagEntry) -> Result<ServiceTag, TagError> {
         prefixes,
         set,
     })
-}
-
-/// The message for a rule address that names neither a built-in tag nor a loaded service tag: it
-/// names the tag, lists the built-in tags and says how to load Microsoft's files.
-pub fn unknown_tag_hint(name: &str) -> String {
-    let builtins: Vec<&str> = BuiltinTag::ALL
-        .iter()
-        .map(BuiltinTag::canonical_name)
-        .collect();
-    format!(
-        "unknown service tag '{name}': it is neither a built-in tag ({}) nor in a loaded service tag \
-         file; load Microsoft's ServiceTags_*.json with --service-tags FILE",
-        builtins.join(", ")
-    )
 }
 
 #[cfg(test)]
@@ -276,18 +305,25 @@ mod tests {
     }
 
     #[test]
-    fn hints_name_the_tag_and_the_way_to_load_files() {
-        let hint = unknown_tag_hint("Storrage");
-        assert!(hint.starts_with("unknown service tag 'Storrage'"), "{hint}");
-        assert!(
-            hint.contains("AzurePlatformLKM") && hint.contains("--service-tags FILE"),
-            "{hint}"
-        );
+    fn unknown_tags_name_the_lists_searched_or_how_to_load_one() {
         let mut catalog = Catalog::new();
-        assert!(catalog
-            .unknown_tag_message("X")
-            .ends_with("(no service tag file is loaded)"));
-        catalog.load_json(&list(1, &[])).expect("empty list");
-        assert_eq!(catalog.unknown_tag_message("X"), unknown_tag_hint("X"));
+        let none = catalog.unknown_tag_message("Storrage");
+        assert!(none.starts_with("unknown service tag 'Storrage'"), "{none}");
+        assert!(
+            none.contains("AzurePlatformLKM") && none.contains("--service-tags FILE"),
+            "{none}"
+        );
+        catalog
+            .load_json_from(
+                "ServiceTags_Public.json",
+                &list(7, &[("Storage", &["20.60.0.0/16"])]),
+            )
+            .expect("a list");
+        let loaded = catalog.unknown_tag_message("Storrage");
+        assert!(
+            loaded.contains("ServiceTags_Public.json (1 tags") && loaded.contains("changeNumber 7"),
+            "{loaded}"
+        );
+        assert!(!loaded.contains("--service-tags"), "{loaded}");
     }
 }

@@ -20,7 +20,7 @@ pub mod context;
 pub mod prefix_set;
 
 pub use builtin::BuiltinTag;
-pub use catalog::{unknown_tag_hint, Catalog, LoadSummary, ServiceTag, TagError};
+pub use catalog::{Catalog, LoadSummary, ServiceTag, TagError};
 pub use prefix_set::PrefixSet;
 
 /// Rules may name the built-in tags and any tag of a loaded file; validation asks the catalog.

@@ -49,7 +49,7 @@ pub fn load_service_tags(paths: &[impl AsRef<Path>]) -> Result<Catalog> {
         let path = path.as_ref();
         let bytes = read_input(path)?;
         catalog
-            .load_json(&bytes)
+            .load_json_from(&path.display().to_string(), &bytes)
             .with_context(|| format!("loading service tags from {}", path.display()))?;
     }
     Ok(catalog)
