@@ -96,6 +96,14 @@ enum Command {
     /// Enforce NSGs on local interfaces with nftables: table `inet opennsg` (and `bridge opennsg`
     /// for bridge ports), replaced or changed atomically. Needs root (CAP_NET_ADMIN) and nft; conntrack for flushConnection.
     Enforce(EnforceArgs),
+    /// Print a shell completion script (e.g. `opennsg completions bash >
+    /// /etc/bash_completion.d/opennsg`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page, in roff (e.g. `opennsg man > /usr/local/share/man/man1/opennsg.1`).
+    Man,
     /// Quick benchmarks; one line per figure, each next to a naive baseline.
     Bench {
         /// Which figures.
@@ -194,6 +202,16 @@ fn run(cli: Cli) -> Result<u8> {
         } => replay(&load(&env)?, &pcap, &nic, flow_logs.as_deref(), json),
         Command::Serve(args) => serve(args),
         Command::Enforce(args) => enforce(args),
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "opennsg", &mut std::io::stdout());
+            Ok(0)
+        }
+        Command::Man => {
+            clap_mangen::Man::new(<Cli as clap::CommandFactory>::command())
+                .render(&mut std::io::stdout())?;
+            Ok(0)
+        }
         Command::Bench {
             workload,
             service_tags,

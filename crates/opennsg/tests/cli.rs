@@ -628,3 +628,25 @@ fn serve_takes_a_public_url_without_a_path() {
         "nothing is written before the arguments are checked"
     );
 }
+
+/// Completions and the manual page come from the same clap definitions as the parser.
+#[test]
+fn completions_and_the_manual_page_cover_every_command() {
+    for shell in ["bash", "zsh", "fish"] {
+        let (code, script, stderr) = opennsg(&["completions", shell], &Value::Null);
+        assert_eq!(code, 0, "{shell}: {stderr}");
+        for command in ["verify", "serve", "enforce", "bind-by-mac"] {
+            assert!(script.contains(command), "{shell} completes {command}");
+        }
+    }
+    let (code, page, stderr) = opennsg(&["man"], &Value::Null);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH opennsg"),
+        "{}",
+        &page[..page.len().min(200)]
+    );
+    for command in ["verify", "serve", "enforce"] {
+        assert!(page.contains(command), "the manual names {command}");
+    }
+}
