@@ -312,11 +312,21 @@ impl Watch {
     }
 
     fn get(&self, agent: &ureq::Agent, url: &str) -> Result<Value> {
-        let mut response = agent
+        let mut response = match agent
             .get(url)
             .header("Authorization", &format!("Bearer {}", self.token))
             .call()
-            .with_context(|| format!("GET {url}"))?;
+        {
+            Ok(response) => response,
+            Err(ureq::Error::StatusCode(status @ (401 | 403))) => {
+                return Err(Refused {
+                    url: url.to_string(),
+                    status,
+                }
+                .into())
+            }
+            Err(error) => return Err(anyhow::Error::new(error).context(format!("GET {url}"))),
+        };
         response
             .body_mut()
             .read_json::<Value>()
@@ -349,6 +359,46 @@ impl Watch {
         Ok(resources)
     }
 }
+
+/// The server refused the token: waiting does not help, so `--watch` stops.
+#[derive(Debug)]
+pub struct Refused {
+    url: String,
+    status: u16,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "GET {}: {} — the server does not accept this token; pass the one `serve` uses \
+             (its DATA/token) with --token or $OPENNSG_TOKEN",
+            self.url,
+            if self.status == 401 {
+                "401 Unauthorized"
+            } else {
+                "403 Forbidden"
+            }
+        )
+    }
+}
+
+impl std::error::Error for Refused {}
+
+/// A `--watch` URL: `http://` or `https://` and a host, checked before anything is fetched.
+pub fn check_watch_url(url: &str) -> Result<()> {
+    let authority = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .map(|rest| rest.split('/').next().unwrap_or_default());
+    match authority {
+        Some(host) if !host.is_empty() && !host.contains(char::is_whitespace) => Ok(()),
+        _ => bail!("--watch {url}: expected http(s)://HOST[:PORT], the address of `opennsg serve`"),
+    }
+}
+
+/// The longest pause between attempts while the server cannot be reached.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 fn list_items(page: &Value) -> Result<&Vec<Value>> {
     page["value"]
@@ -394,7 +444,9 @@ pub fn apply_once(enforcer: &mut Enforcer, rendered: Rendered) -> Result<()> {
 }
 
 /// Follows `watch` until the process is stopped: re-renders and applies when the server's
-/// resources change, and repairs drift of the kernel's table at every interval.
+/// resources change, and repairs drift of the kernel's table at every interval. A server that
+/// cannot be reached is retried, waiting twice as long each time (up to [`MAX_BACKOFF`]); one
+/// that refuses the token ends it with that error (the table in force stays).
 pub fn follow(
     watch: &Watch,
     catalog: &Catalog,
@@ -402,7 +454,8 @@ pub fn follow(
     binding: &Binding,
     enforcer: &mut Enforcer,
     agent: &ureq::Agent,
-) -> ! {
+) -> Result<std::convert::Infallible> {
+    let mut backoff = watch.interval;
     // What the table in force was rendered from: the server's resources and the local
     // interfaces (a VM that starts brings an interface that --bind-by-mac binds).
     let mut last: Option<(Vec<Value>, Vec<LocalInterface>)> = None;
@@ -440,8 +493,18 @@ pub fn follow(
                 }
             }
             Ok(_) => {}
-            Err(error) => eprintln!("opennsg: {error:#}"),
+            Err(error) if error.downcast_ref::<Refused>().is_some() => return Err(error),
+            Err(error) => {
+                eprintln!(
+                    "opennsg: {error:#}; trying again in {:.1} s",
+                    backoff.as_secs_f64()
+                );
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(MAX_BACKOFF.max(watch.interval));
+                continue;
+            }
         }
+        backoff = watch.interval;
         std::thread::sleep(watch.interval);
     }
 }

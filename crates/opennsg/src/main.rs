@@ -312,6 +312,7 @@ fn enforce(args: EnforceArgs) -> Result<u8> {
     };
     let mut enforcer = nsg_nft::Enforcer::new(kernel);
     if let Some(url) = args.watch {
+        enforce::check_watch_url(&url)?;
         let token = args.token.ok_or_else(|| {
             anyhow::anyhow!("--watch needs the server's token: --token or $OPENNSG_TOKEN")
         })?;
@@ -331,7 +332,7 @@ fn enforce(args: EnforceArgs) -> Result<u8> {
             reconcile_interval: std::time::Duration::from_secs_f64(args.reconcile_interval),
         };
         let agent = watch.agent()?;
-        enforce::follow(&watch, &catalog, settings, &binding, &mut enforcer, &agent);
+        match enforce::follow(&watch, &catalog, settings, &binding, &mut enforcer, &agent)? {}
     }
     let model = inputs::load_model(&args.files, &catalog)?;
     let interfaces = enforce::local_interfaces()?;

@@ -371,3 +371,64 @@ fn a_full_disk_answers_507_and_keeps_what_it_acknowledged() {
         assert_eq!(status, 200, "nsg{i} was acknowledged");
     }
 }
+
+/// `enforce --watch` as a service: a refused token or a malformed URL stops it with a hint, an
+/// unreachable server is retried with growing pauses.
+#[test]
+fn watch_stops_on_a_refused_token_and_retries_an_unreachable_server() {
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _server = start(data.path(), port);
+    let watch = |url: &str| {
+        Command::new(env!("CARGO_BIN_EXE_opennsg"))
+            .args([
+                "enforce",
+                "--watch",
+                url,
+                "--token",
+                "not-the-token",
+                "--interval",
+                "0.2",
+            ])
+            .env_remove("OPENNSG_TOKEN")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let finished = |mut child: Child| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while child.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "enforce --watch did not stop");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        child.wait_with_output().unwrap()
+    };
+    let refused = finished(watch(&format!("http://127.0.0.1:{port}")));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("401 Unauthorized") && stderr.contains("--token"),
+        "{stderr}"
+    );
+
+    let malformed = finished(watch("ftp://127.0.0.1"));
+    let stderr = String::from_utf8_lossy(&malformed.stderr);
+    assert_eq!(malformed.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("expected http(s)://HOST"), "{stderr}");
+
+    let nobody = free_port();
+    let mut retrying = watch(&format!("http://127.0.0.1:{nobody}"));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        retrying.try_wait().unwrap().is_none(),
+        "an unreachable server is retried"
+    );
+    let _ = retrying.kill();
+    let output = retrying.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("trying again in 0.2 s") && stderr.contains("trying again in 0.4 s"),
+        "{stderr}"
+    );
+}
