@@ -5,7 +5,7 @@
 
 use crate::error::ApiError;
 use crate::request::Kind;
-use crate::resources::all;
+use crate::resources::{all, items_at};
 use crate::AppState;
 use nsg_model::ResourceId;
 use nsg_store::Tx;
@@ -32,13 +32,7 @@ impl BackReferences {
                 .and_then(|t| ResourceId::parse(t).ok())
         };
         for vnet in all(tx, Kind::VirtualNetwork, subscription)? {
-            for subnet in vnet
-                .document
-                .pointer("/properties/subnets")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
+            for subnet in items_at(&vnet.document, "/properties/subnets") {
                 if let (Some(nsg), Some(id)) =
                     (nsg_of(subnet), subnet.get("id").and_then(Value::as_str))
                 {
@@ -60,13 +54,7 @@ impl BackReferences {
                     .1
                     .push(nic.id.to_string());
             }
-            for config in nic
-                .document
-                .pointer("/properties/ipConfigurations")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
+            for config in items_at(&nic.document, "/properties/ipConfigurations") {
                 let subnet = config
                     .pointer("/properties/subnet/id")
                     .and_then(Value::as_str);
@@ -105,6 +93,11 @@ impl BackReferences {
             cache.insert(key, (generation, references.clone()));
         }
         Ok(references)
+    }
+
+    /// Whether answers about `kind` carry back-references (others need none computed).
+    pub fn shown_by(kind: Kind) -> bool {
+        matches!(kind, Kind::NetworkSecurityGroup | Kind::VirtualNetwork)
     }
 
     /// Adds them to `rendered`, a rendered `kind` document.

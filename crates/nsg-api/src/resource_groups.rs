@@ -9,7 +9,7 @@
 
 use crate::error::ApiError;
 use crate::request::Kind;
-use crate::resources::{in_use_error, Answer};
+use crate::resources::{all_in, in_use_error, Answer};
 use crate::AppState;
 use axum::http::StatusCode;
 use nsg_model::ResourceId;
@@ -207,20 +207,8 @@ fn contents(
 ) -> Result<Vec<(Kind, StoredResource)>, ApiError> {
     let mut found = Vec::new();
     for kind in Kind::ALL {
-        let mut page = None;
-        loop {
-            let listed = tx.list(
-                kind.arm_type(),
-                Scope::ResourceGroup(subscription.to_string(), name.to_string()),
-                page.as_ref(),
-                nsg_store::MAX_PAGE_SIZE,
-            )?;
-            found.extend(listed.items.into_iter().map(|r| (kind, r)));
-            match listed.next {
-                Some(next) => page = Some(next),
-                None => break,
-            }
-        }
+        let scope = Scope::ResourceGroup(subscription.to_string(), name.to_string());
+        found.extend(all_in(tx, kind, scope)?.into_iter().map(|r| (kind, r)));
     }
     Ok(found)
 }

@@ -474,13 +474,7 @@ fn addresses_in_use(
         if nic.id == *except {
             continue;
         }
-        for config in nic
-            .document
-            .pointer("/properties/ipConfigurations")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
+        for config in items_at(&nic.document, "/properties/ipConfigurations") {
             let in_subnet = config
                 .pointer("/properties/subnet/id")
                 .and_then(Value::as_str)
@@ -499,12 +493,17 @@ fn addresses_in_use(
 
 /// Every stored resource of `kind` in `subscription`, page by page.
 pub fn all(tx: &Tx<'_>, kind: Kind, subscription: &str) -> Result<Vec<StoredResource>, ApiError> {
+    all_in(tx, kind, Scope::Subscription(subscription.to_string()))
+}
+
+/// Every stored resource of `kind` in `scope`, page by page.
+pub fn all_in(tx: &Tx<'_>, kind: Kind, scope: Scope) -> Result<Vec<StoredResource>, ApiError> {
     let mut items = Vec::new();
     let mut page = None;
     loop {
         let listed = tx.list(
             kind.arm_type(),
-            Scope::Subscription(subscription.to_string()),
+            scope.clone(),
             page.as_ref(),
             nsg_store::MAX_PAGE_SIZE,
         )?;
@@ -514,6 +513,14 @@ pub fn all(tx: &Tx<'_>, kind: Kind, subscription: &str) -> Result<Vec<StoredReso
             None => return Ok(items),
         }
     }
+}
+
+/// The elements of the array at `pointer` in `doc` (none when it is missing or not an array).
+pub fn items_at<'v>(doc: &'v Value, pointer: &str) -> impl Iterator<Item = &'v Value> {
+    doc.pointer(pointer)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
 }
 
 /// Ids a document references (outside its own children), and the VNets of referenced subnets.
@@ -711,7 +718,7 @@ fn stored_of_kind(
 pub fn get(state: &AppState, kind: Kind, id: &ResourceId) -> Result<Answer, ApiError> {
     let stored = stored_of_kind(state, kind, id)?;
     let mut rendered = render(kind, &stored);
-    BackReferences::cached(state, id.subscription())?.add_to(kind, &mut rendered);
+    add_back_references(state, kind, id.subscription(), &mut rendered)?;
     Ok(Answer::ok(rendered))
 }
 
@@ -731,7 +738,7 @@ pub fn put(
         validate(state, tx, kind, id, &doc)?;
         let outcome = tx.put(id, doc, precondition)?;
         let mut rendered = render(kind, outcome.resource());
-        BackReferences::compute(tx, id.subscription())?.add_to(kind, &mut rendered);
+        add_back_references_in(tx, kind, id.subscription(), &mut rendered)?;
         Ok(Answer::written(outcome.created(), rendered))
     })
 }
@@ -933,10 +940,36 @@ pub fn list_children(
     ))
 }
 
+/// Adds the back-references a `kind` answer shows, from the subscription's cached ones.
+fn add_back_references(
+    state: &AppState,
+    kind: Kind,
+    subscription: &str,
+    rendered: &mut Value,
+) -> Result<(), ApiError> {
+    if BackReferences::shown_by(kind) {
+        BackReferences::cached(state, subscription)?.add_to(kind, rendered);
+    }
+    Ok(())
+}
+
+/// [`add_back_references`] inside a write, which sees its own change before it commits.
+fn add_back_references_in(
+    tx: &Tx<'_>,
+    kind: Kind,
+    subscription: &str,
+    rendered: &mut Value,
+) -> Result<(), ApiError> {
+    if BackReferences::shown_by(kind) {
+        BackReferences::compute(tx, subscription)?.add_to(kind, rendered);
+    }
+    Ok(())
+}
+
 /// The parent of a child collection as a GET answers it.
 fn rendered_parent(state: &AppState, kind: Kind, parent: &ResourceId) -> Result<Value, ApiError> {
     let mut rendered = render(kind, &stored_of_kind(state, kind, parent)?);
-    BackReferences::cached(state, parent.subscription())?.add_to(kind, &mut rendered);
+    add_back_references(state, kind, parent.subscription(), &mut rendered)?;
     Ok(rendered)
 }
 
@@ -998,7 +1031,7 @@ pub fn put_child(
         validate(state, tx, kind, parent, &doc).map_err(as_sent)?;
         let outcome = tx.put(parent, doc, precondition)?;
         let mut rendered = render(kind, outcome.resource());
-        BackReferences::compute(tx, parent.subscription())?.add_to(kind, &mut rendered);
+        add_back_references_in(tx, kind, parent.subscription(), &mut rendered)?;
         Ok(Answer::written(created, find_child(&rendered, child, name).cloned().unwrap_or(Value::Null)))
     })
 }
@@ -1074,13 +1107,18 @@ pub fn list(
     let listed = state
         .store
         .list(kind.arm_type(), scope, page, state.page_size)?;
-    let references = BackReferences::cached(state, &subscription)?;
+    let references = match BackReferences::shown_by(kind) {
+        true => Some(BackReferences::cached(state, &subscription)?),
+        false => None,
+    };
     let items = listed
         .items
         .iter()
         .map(|s| {
             let mut rendered = render(kind, s);
-            references.add_to(kind, &mut rendered);
+            if let Some(references) = &references {
+                references.add_to(kind, &mut rendered);
+            }
             rendered
         })
         .collect();

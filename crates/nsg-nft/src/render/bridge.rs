@@ -60,8 +60,8 @@ pub(super) fn chains(ports: &[Port<'_>]) -> Vec<(String, ChainSpec)> {
         let to_chain = format!("{}-l2-to", port.label);
         from.push(port_jump(MetaKey::Iifname, port.interface, &from_chain));
         to.push(port_jump(MetaKey::Oifname, port.interface, &to_chain));
-        chains.push((from_chain, regular(from_port(port.policy))));
-        chains.push((to_chain, regular(to_port(port.policy))));
+        chains.push((from_chain, regular(port_guards(port.policy, true))));
+        chains.push((to_chain, regular(port_guards(port.policy, false))));
     }
     for (name, hook, rules) in [
         ("l2-prerouting", NfHook::Prerouting, from),
@@ -95,12 +95,26 @@ fn port_jump(key: MetaKey, interface: &str, chain: &str) -> RuleSpec {
     )
 }
 
-/// Frames entering the bridge from the NIC's port.
-fn from_port(policy: &NicPolicy) -> Vec<RuleSpec> {
+/// The guards of the frames entering the bridge from the NIC's port (`from_guest`) or leaving
+/// it to the port: the same checks on the guest's side of each address, and on the way in also
+/// the link-layer ones (MAC, ARP sender, neighbour advertisement target).
+fn port_guards(policy: &NicPolicy, from_guest: bool) -> Vec<RuleSpec> {
+    let (field, side, dhcp_ports, nd_types): (_, _, _, &[&str]) = if from_guest {
+        ("saddr", "source", (68, 67), &ND_FROM_GUEST)
+    } else {
+        ("daddr", "destination", (67, 68), &ND_TO_GUEST)
+    };
     let mut rules = Vec::new();
     let drop =
         |statements, comment: &str| rule(statements, Statement::Drop(None), comment.to_string());
-    if let Some(mac) = policy.mac_address.as_deref().and_then(nft_mac) {
+    let accept =
+        |statements, comment: &str| rule(statements, Statement::Accept(None), comment.to_string());
+    if let Some(mac) = policy
+        .mac_address
+        .as_deref()
+        .and_then(nft_mac)
+        .filter(|_| from_guest)
+    {
         rules.push(drop(
             vec![differs(payload("ether", "saddr"), mac.clone())],
             "anti-spoofing: MAC",
@@ -117,26 +131,27 @@ fn from_port(policy: &NicPolicy) -> Vec<RuleSpec> {
             "anti-spoofing: no IPv4 address",
         ));
     } else {
-        // An ARP probe (RFC 5227) speaks for 0.0.0.0.
-        let mut senders = v4.clone();
-        senders.push("0.0.0.0/32".parse().expect("a host prefix"));
-        rules.push(drop(
-            vec![differs(payload("arp", "saddr ip"), addresses(&senders))],
-            "anti-spoofing: ARP sender address",
-        ));
-        rules.push(rule(
+        if from_guest {
+            // An ARP probe (RFC 5227) speaks for 0.0.0.0.
+            let mut senders = v4.clone();
+            senders.push("0.0.0.0/32".parse().expect("a host prefix"));
+            rules.push(drop(
+                vec![differs(payload("arp", "saddr ip"), addresses(&senders))],
+                "anti-spoofing: ARP sender address",
+            ));
+        }
+        rules.push(accept(
             vec![
                 ether_type(&["ip"]),
-                udp_port("sport", 68),
-                udp_port("dport", 67),
+                udp_port("sport", dhcp_ports.0),
+                udp_port("dport", dhcp_ports.1),
             ],
-            Statement::Accept(None),
-            "DHCP".to_string(),
+            "DHCP",
         ));
         if !policy.ip_forwarding {
             rules.push(drop(
-                vec![differs(payload("ip", "saddr"), addresses(&v4))],
-                "anti-spoofing: IPv4 source",
+                vec![differs(payload("ip", field), addresses(&v4))],
+                &format!("anti-spoofing: IPv4 {side}"),
             ));
         }
     }
@@ -147,80 +162,24 @@ fn from_port(policy: &NicPolicy) -> Vec<RuleSpec> {
             "anti-spoofing: no IPv6 address",
         ));
     } else {
-        rules.push(drop(
-            vec![
-                icmpv6_types(&["nd-neighbor-advert"]),
-                not_link_local(nd_target(16)),
-                differs(nd_target(128), nd_targets(&v6)),
-            ],
-            "anti-spoofing: neighbour advertisement target",
-        ));
-        rules.push(rule(
-            vec![icmpv6_types(&ND_FROM_GUEST)],
-            Statement::Accept(None),
-            "IPv6 neighbour discovery".to_string(),
-        ));
-        if !policy.ip_forwarding {
+        if from_guest {
             rules.push(drop(
-                vec![differs(payload("ip6", "saddr"), addresses(&v6))],
-                "anti-spoofing: IPv6 source",
+                vec![
+                    icmpv6_types(&["nd-neighbor-advert"]),
+                    not_link_local(nd_target(16)),
+                    differs(nd_target(128), nd_targets(&v6)),
+                ],
+                "anti-spoofing: neighbour advertisement target",
             ));
         }
-    }
-    rules.push(drop(
-        vec![differs(
-            payload("ether", "type"),
-            set_of(&["ip", "arp", "ip6"]),
-        )],
-        "only IP, ARP and IPv6",
-    ));
-    rules
-}
-
-/// Frames the bridge sends out of the NIC's port.
-fn to_port(policy: &NicPolicy) -> Vec<RuleSpec> {
-    let mut rules = Vec::new();
-    let drop =
-        |statements, comment: &str| rule(statements, Statement::Drop(None), comment.to_string());
-    let v4 = own_addresses(policy, AddressFamily::V4);
-    if v4.is_empty() {
-        rules.push(drop(
-            vec![ether_type(&["ip", "arp"])],
-            "anti-spoofing: no IPv4 address",
-        ));
-    } else {
-        rules.push(rule(
-            vec![
-                ether_type(&["ip"]),
-                udp_port("sport", 67),
-                udp_port("dport", 68),
-            ],
-            Statement::Accept(None),
-            "DHCP".to_string(),
+        rules.push(accept(
+            vec![icmpv6_types(nd_types)],
+            "IPv6 neighbour discovery",
         ));
         if !policy.ip_forwarding {
             rules.push(drop(
-                vec![differs(payload("ip", "daddr"), addresses(&v4))],
-                "anti-spoofing: IPv4 destination",
-            ));
-        }
-    }
-    let v6 = own_addresses(policy, AddressFamily::V6);
-    if v6.is_empty() {
-        rules.push(drop(
-            vec![ether_type(&["ip6"])],
-            "anti-spoofing: no IPv6 address",
-        ));
-    } else {
-        rules.push(rule(
-            vec![icmpv6_types(&ND_TO_GUEST)],
-            Statement::Accept(None),
-            "IPv6 neighbour discovery".to_string(),
-        ));
-        if !policy.ip_forwarding {
-            rules.push(drop(
-                vec![differs(payload("ip6", "daddr"), addresses(&v6))],
-                "anti-spoofing: IPv6 destination",
+                vec![differs(payload("ip6", field), addresses(&v6))],
+                &format!("anti-spoofing: IPv6 {side}"),
             ));
         }
     }
