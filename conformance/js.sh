@@ -12,27 +12,7 @@ if [ ! -d conformance/js/node_modules/@azure/arm-network ]; then
     (cd conformance/js && npm ci --no-audit --no-fund)
 fi
 
-work="$(mktemp -d)"
-server_pid=""
-cleanup() {
-    if [ -n "$server_pid" ]; then
-        kill "$server_pid" 2>/dev/null || true
-        wait "$server_pid" 2>/dev/null || true
-    fi
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-token="$(python3 -c 'import secrets; print(secrets.token_hex(32))')"
-tags="../shared/data/service-tags/ServiceTags_Public_20251028.json"
-"$opennsg" serve --listen "127.0.0.1:$port" --data "$work/data" --tls-self-signed \
-    --token "$token" --service-tags "$tags" > "$work/server.log" 2>&1 &
-server_pid=$!
-for _ in $(seq 1 100); do
-    [ -f "$work/data/cert.pem" ] && python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 1)" 2>/dev/null && break
-    sleep 0.1
-done
+. conformance/https_server.sh
 
 export NODE_EXTRA_CA_CERTS="$work/data/cert.pem"
 export OPENNSG_URL="https://127.0.0.1:$port"
