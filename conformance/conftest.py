@@ -8,8 +8,7 @@ then SIGKILL after a timeout), whatever happened to the tests.
 Environment:
   OPENNSG_BIN             the server binary (default: <repo>/target/release/opennsg)
   OPENNSG_SERVICE_TAGS    service tag files for --service-tags, separated by ':'; empty for none
-                          (default: ../shared/data/service-tags/ServiceTags_Public_20251028.json
-                          beside the checkout, when it exists)
+                          (default: the repository's tests/data/service-tags/ServiceTags_Public_375.json)
   OPENNSG_KEEP_DATA=1     keep the server's data directory and log after the run
 """
 
@@ -41,7 +40,7 @@ from scenario_support import WATCHER, WATCHER_GROUP, load_environment, subscript
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 DEFAULT_BINARY = REPO / "target" / "release" / "opennsg"
-DEFAULT_SERVICE_TAGS = REPO.parent / "shared" / "data" / "service-tags" / "ServiceTags_Public_20251028.json"
+DEFAULT_SERVICE_TAGS = REPO / "tests" / "data" / "service-tags" / "ServiceTags_Public_375.json"
 STARTUP_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 10.0
 
@@ -110,7 +109,7 @@ def _binary() -> pathlib.Path:
 def _service_tag_files() -> list:
     value = os.environ.get("OPENNSG_SERVICE_TAGS")
     if value is None:
-        return [DEFAULT_SERVICE_TAGS] if DEFAULT_SERVICE_TAGS.is_file() else []
+        return [DEFAULT_SERVICE_TAGS]
     return [pathlib.Path(p).resolve() for p in value.split(os.pathsep) if p]
 
 

@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cargo build --release --locked -p opennsg
-opennsg="$PWD/target/release/opennsg"
+opennsg="$(realpath "${OPENNSG_BIN:-${CARGO_TARGET_DIR:-target}/release/opennsg}")"
 if [ ! -d conformance/js/node_modules/@azure/arm-network ]; then
     (cd conformance/js && npm ci --no-audit --no-fund)
 fi
@@ -18,6 +18,7 @@ export NODE_EXTRA_CA_CERTS="$work/data/cert.pem"
 export OPENNSG_URL="https://127.0.0.1:$port"
 export OPENNSG_TOKEN="$token"
 export OPENNSG_SUBSCRIPTION="00000000-0000-0000-0000-000000000001"
+export OPENNSG_SERVICE_TAGS="$service_tags"
 if ! (cd conformance/js && timeout 600 npm test); then
     echo "js: the server's log (last lines):" >&2
     tail -30 "$work/server.log" >&2

@@ -234,7 +234,7 @@ mod tests {
 
     fn example_body(file: &str) -> Value {
         let path = format!(
-            "{}/../../../shared/data/arm-examples/{file}",
+            "{}/../../tests/data/arm-examples/{file}",
             env!("CARGO_MANIFEST_DIR")
         );
         let text = std::fs::read_to_string(&path).expect("reading ARM example");

@@ -143,7 +143,7 @@ mod tests {
     #[test]
     fn documents_match_microsofts_example() {
         let path = format!(
-            "{}/../../../shared/data/arm-examples/NetworkSecurityGroupCreate.json",
+            "{}/../../tests/data/arm-examples/NetworkSecurityGroupCreate.json",
             env!("CARGO_MANIFEST_DIR")
         );
         let example: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();

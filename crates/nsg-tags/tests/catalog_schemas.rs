@@ -74,7 +74,7 @@ fn service_tag_details_list_loads() {
 fn arm_example_body_loads() {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/data/arm-examples/ServiceTagsList.json"
+        "/../../tests/data/arm-examples/ServiceTagsList.json"
     );
     let example: serde_json::Value =
         serde_json::from_slice(&std::fs::read(path).expect("example file")).expect("example JSON");

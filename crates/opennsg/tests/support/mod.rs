@@ -21,10 +21,10 @@ pub fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// Microsoft's Public service tag file, beside the checkout.
-pub fn public_service_tags() -> PathBuf {
+/// The small Public service tag file the repository ships (Microsoft's schema, real prefixes).
+pub fn shipped_service_tags() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/data/service-tags/ServiceTags_Public_20251028.json")
+        .join("../../tests/data/service-tags/ServiceTags_Public_375.json")
 }
 
 pub fn ip(text: &str) -> IpAddr {
@@ -292,4 +292,59 @@ pub fn vm2_and_the_internet(attachment: Attachment) -> Topology {
         attachment,
         &["vm2"],
     )
+}
+
+/// Every valid fixture, with every NIC bound, lists back from the kernel exactly as rendered:
+/// the canonical form drift checks rely on, with `service_tags` loaded.
+pub fn assert_every_fixture_lists_back(service_tags: &Path) {
+    let lab = Lab::new().expect("kernel tests need root");
+    let ns = lab.namespace("canon").expect("namespace");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).expect("fixtures") {
+        let path = entry.expect("entry").path();
+        let name = path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        if name.starts_with("invalid-") {
+            continue;
+        }
+        let env: Value =
+            serde_json::from_slice(&std::fs::read(&path).expect("read")).expect("json");
+        let nics: Vec<String> = env
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|r| r["type"] == "Microsoft.Network/networkInterfaces")
+            .filter_map(|r| r["id"].as_str().map(str::to_string))
+            .collect();
+        let mut args = vec!["enforce".to_string(), path.display().to_string()];
+        args.extend(["--service-tags".into(), service_tags.display().to_string()]);
+        // The interfaces do not exist: rules match them by name all the same.
+        args.push("--allow-absent".into());
+        for (i, nic) in nics.iter().enumerate() {
+            args.extend(["--bind".to_string(), format!("{nic}=if{i}")]);
+        }
+        let apply = ns.exec(env!("CARGO_BIN_EXE_opennsg"), &args).expect("runs");
+        if !apply.status.success() {
+            // Fixtures whose NICs cannot be resolved offline are not enforcement material.
+            let stderr = String::from_utf8_lossy(&apply.stderr);
+            assert!(
+                !stderr.contains("nft"),
+                "{name}: nft refused the rendering: {stderr}"
+            );
+            continue;
+        }
+        args.push("--check".into());
+        let check = ns.exec(env!("CARGO_BIN_EXE_opennsg"), &args).expect("runs");
+        assert!(
+            check.status.success(),
+            "{name}: the kernel lists a different table: {}",
+            String::from_utf8_lossy(&check.stdout)
+        );
+        checked += 1;
+    }
+    assert!(checked >= 10, "only {checked} fixtures were enforced");
 }
