@@ -42,7 +42,9 @@ pub const BODY_LIMIT: usize = 32 << 20;
 /// What every request handler shares.
 pub struct AppState {
     pub store: Store,
-    pub catalog: Arc<Catalog>,
+    /// The service tags in force; replaced whole when the tag files change (see
+    /// [`AppState::replace_catalog`]).
+    catalog: std::sync::RwLock<Arc<Catalog>>,
     /// Accepted bearer tokens.
     pub tokens: Vec<String>,
     /// Where clients reach this server (`https://nsg.example:8443`), for `nextLink`s: never
@@ -78,7 +80,7 @@ impl AppState {
     pub fn new(store: Store, catalog: Arc<Catalog>, tokens: Vec<String>) -> AppState {
         AppState {
             store,
-            catalog,
+            catalog: std::sync::RwLock::new(catalog),
             tokens,
             public_url: "http://localhost".to_string(),
             page_size: 100,
@@ -91,6 +93,25 @@ impl AppState {
             associations: std::sync::Mutex::new(HashMap::new()),
             metrics: metrics::Metrics::default(),
         }
+    }
+
+    /// The service tags in force now.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.catalog
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Puts new service tags in force: requests from now on use them, and every cached view
+    /// (built with the old tags) is stale.
+    pub fn replace_catalog(&self, catalog: Catalog) {
+        *self
+            .catalog
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(catalog);
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
     /// The write generation: how many writes this server has applied.

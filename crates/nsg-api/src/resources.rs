@@ -614,7 +614,8 @@ fn validate(
     let mut env = Environment::new();
     env.add_value("request", Value::Array(docs))
         .map_err(|e| ApiError::bad_request("InvalidRequestFormat", e.to_string()))?;
-    match nsg_model::validate(&env, state.catalog.as_ref()) {
+    let catalog = state.catalog();
+    match nsg_model::validate(&env, catalog.as_ref()) {
         Ok(_) => Ok(()),
         Err(errors) => {
             // This write's own faults, and the ASG rule it would break.

@@ -49,7 +49,8 @@ impl View {
         {
             return Ok(found);
         }
-        let mut resolver = Resolver::new(&self.model, state.catalog.as_ref(), Settings::default());
+        let catalog = state.catalog();
+        let mut resolver = Resolver::new(&self.model, &catalog, Settings::default());
         let policy = resolver
             .resolve(nic)
             .map_err(|e| ApiError::bad_request("InvalidTargetResource", e.to_string()))?;
@@ -107,7 +108,8 @@ fn model(state: &AppState, subscription: &str) -> Result<Model, ApiError> {
     let mut env = Environment::new();
     env.add_value("store", Value::Array(docs))
         .map_err(|e| ApiError::bad_request("InvalidRequestFormat", e.to_string()))?;
-    nsg_model::validate(&env, state.catalog.as_ref()).map_err(|errors| ApiError::invalid(&errors))
+    let catalog = state.catalog();
+    nsg_model::validate(&env, catalog.as_ref()).map_err(|errors| ApiError::invalid(&errors))
 }
 
 fn field<'b>(body: &'b Map<String, Value>, name: &str) -> Result<&'b str, ApiError> {
@@ -250,7 +252,8 @@ pub fn effective(state: &AppState, nic: &ResourceId) -> Result<Answer, ApiError>
     let found = model
         .network_interface(nic)
         .ok_or_else(|| resources::not_found(Kind::NetworkInterface, nic))?;
-    let mut resolver = Resolver::new(model, state.catalog.as_ref(), Settings::default());
+    let catalog = state.catalog();
+    let mut resolver = Resolver::new(model, &catalog, Settings::default());
     let list = effective_network_security_groups(model, &mut resolver, found)
         .map_err(|e| ApiError::bad_request("InvalidResourceReference", e.to_string()))?;
     Ok(Answer::ok(
@@ -314,7 +317,8 @@ pub fn security_group_view(
                     .map(|d| serde_json::to_value(d).expect("default rules serialise"))
                     .collect::<Vec<_>>()
             });
-        let mut resolver = Resolver::new(model, state.catalog.as_ref(), Settings::default());
+        let catalog = state.catalog();
+        let mut resolver = Resolver::new(model, &catalog, Settings::default());
         let effective = effective_network_security_groups(model, &mut resolver, nic)
             .map_err(|e| ApiError::bad_request("InvalidResourceReference", e.to_string()))?;
         let effective_rules: Vec<Value> = effective
@@ -340,7 +344,7 @@ pub fn security_group_view(
 /// `GET /subscriptions/{sub}/providers/Microsoft.Network/locations/{location}/serviceTags`:
 /// the loaded tag files in the REST API's shape (change numbers as strings).
 pub fn service_tags(state: &AppState, subscription: &str) -> Answer {
-    let catalog = state.catalog.as_ref();
+    let catalog = state.catalog();
     let cloud = catalog.cloud().unwrap_or("Public").to_string();
     let values: Vec<Value> = catalog
         .iter()

@@ -192,7 +192,7 @@ impl Catalog {
             .collect();
         let searched = if lists.is_empty() {
             "no service tag file is loaded: load Microsoft's ServiceTags_*.json with \
-             --service-tags FILE"
+             --service-tags FILE, or download the week's with `opennsg tags update`"
                 .to_string()
         } else {
             format!("nor in the service tag files loaded: {}", lists.join("; "))

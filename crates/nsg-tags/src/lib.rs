@@ -13,14 +13,17 @@
 //! * [`builtin`] — [`BuiltinTag`], the tag names that are not in Microsoft's files.
 //! * [`context`] — the address sets behind the built-in tags.
 //! * [`catalog`] — [`Catalog`], the service tags loaded from `ServiceTags_*.json` or the REST API.
+//! * [`diff`] — [`CatalogDiff`], what changed between two lists, tag by tag.
 
 pub mod builtin;
 pub mod catalog;
 pub mod context;
+pub mod diff;
 pub mod prefix_set;
 
 pub use builtin::BuiltinTag;
 pub use catalog::{Catalog, LoadSummary, ServiceTag, TagError};
+pub use diff::{diff, CatalogDiff, TagChange, TagPrefixes};
 pub use prefix_set::PrefixSet;
 
 /// Rules may name the built-in tags and any tag of a loaded file; validation asks the catalog.

@@ -2,6 +2,7 @@
 //! to their policies, from environment files or by following an `opennsg serve` instance.
 
 use crate::query::find_nic;
+use crate::tag_cache::{describe_reload, TagReloader};
 use anyhow::{anyhow, bail, Context, Result};
 use nsg_model::model::Model;
 use nsg_model::Environment;
@@ -443,15 +444,24 @@ pub fn apply_once(enforcer: &mut Enforcer, rendered: Rendered) -> Result<()> {
     Ok(())
 }
 
+/// What `--watch` renders with: the service tags in force (reloaded when their files change),
+/// the settings and the bindings.
+pub struct Following<'a> {
+    pub catalog: Catalog,
+    pub tags: &'a mut TagReloader,
+    pub settings: Settings,
+    pub binding: &'a Binding,
+}
+
 /// Follows `watch` until the process is stopped: re-renders and applies when the server's
-/// resources change, and repairs drift of the kernel's table at every interval. A server that
-/// cannot be reached is retried, waiting twice as long each time (up to [`MAX_BACKOFF`]); one
-/// that refuses the token ends it with that error (the table in force stays).
+/// resources or the service tag files change (the kernel gets the new set contents in one
+/// transaction; tracked connections are kept), and repairs drift of the kernel's table at every
+/// interval. A server that cannot be reached is retried, waiting twice as long each time (up to
+/// [`MAX_BACKOFF`]); one that refuses the token ends it with that error (the table in force
+/// stays).
 pub fn follow(
     watch: &Watch,
-    catalog: &Catalog,
-    settings: Settings,
-    binding: &Binding,
+    live: &mut Following<'_>,
     enforcer: &mut Enforcer,
     agent: &ureq::Agent,
 ) -> Result<std::convert::Infallible> {
@@ -461,6 +471,15 @@ pub fn follow(
     let mut last: Option<(Vec<Value>, Vec<LocalInterface>)> = None;
     let mut reconciled = Instant::now();
     loop {
+        match live.tags.poll(&live.catalog) {
+            Ok(Some((catalog, changes))) => {
+                eprintln!("opennsg: {}", describe_reload(&changes));
+                live.catalog = catalog;
+                last = None;
+            }
+            Ok(None) => {}
+            Err(error) => eprintln!("opennsg: service tags not reloaded: {error:#}"),
+        }
         let inputs = watch
             .fetch(agent)
             .and_then(|resources| Ok((resources, local_interfaces()?)));
@@ -470,8 +489,14 @@ pub fn follow(
                     let (resources, interfaces) = &inputs;
                     let mut env = Environment::new();
                     env.add_value(&watch.url, Value::Array(resources.clone()))?;
-                    let model = crate::inputs::validate(&env, catalog)?;
-                    let rendered = render_model(&model, catalog, settings, binding, interfaces)?;
+                    let model = crate::inputs::validate(&env, &live.catalog)?;
+                    let rendered = render_model(
+                        &model,
+                        &live.catalog,
+                        live.settings,
+                        live.binding,
+                        interfaces,
+                    )?;
                     apply_once(enforcer, rendered)
                 })();
                 // On failure the previous policy stays in force (invariant 4); the next poll

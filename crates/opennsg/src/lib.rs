@@ -7,4 +7,6 @@ pub mod enforce;
 pub mod inputs;
 pub mod query;
 pub mod replay;
+pub mod tag_cache;
+pub mod tags;
 pub mod workload;

@@ -8,6 +8,7 @@ use nsg_policy::evaluate::{Explanation, RuleMatch};
 use nsg_policy::{explain, Decider, Resolver, Settings, SubscriptionType};
 use opennsg::inputs::{self, InvalidEnvironment};
 use opennsg::query;
+use opennsg::tag_cache::TagFiles;
 use serde_json::json;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -92,10 +93,16 @@ enum Command {
     },
     /// Serve the ARM-compatible Microsoft.Network API (network security groups and application
     /// security groups so far) on the embedded store in DATA.
-    Serve(ServeArgs),
+    Serve(commands::serve::ServeArgs),
     /// Enforce NSGs on local interfaces with nftables: table `inet opennsg` (and `bridge opennsg`
     /// for bridge ports), replaced or changed atomically. Needs root (CAP_NET_ADMIN) and nft; conntrack for flushConnection.
-    Enforce(EnforceArgs),
+    Enforce(commands::enforce::EnforceArgs),
+    /// Microsoft's service tag files: download the week's (`update`) into the cache the other
+    /// commands read by default; `list`, `show`, `diff` and `export` them.
+    Tags {
+        #[command(subcommand)]
+        command: opennsg::tags::TagsCommand,
+    },
     /// Print a shell completion script (e.g. `opennsg completions bash >
     /// /etc/bash_completion.d/opennsg`).
     Completions {
@@ -126,6 +133,7 @@ struct EnvArgs {
     #[arg(required = true, value_name = "ENV")]
     files: Vec<PathBuf>,
     /// Microsoft's ServiceTags_*.json file (repeatable; a later file wins for a tag in both).
+    /// Default: the current file of `opennsg tags update`'s cache, if any.
     #[arg(long = "service-tags", value_name = "FILE")]
     service_tags: Vec<PathBuf>,
     /// Subscription type, for the outbound TCP 25 block.
@@ -133,9 +141,9 @@ struct EnvArgs {
     subscription_type: SubscriptionType,
 }
 
-/// Exit codes: 0 ok / allow, 1 deny, 2 bad input or invalid environment.
-const EXIT_DENY: u8 = 1;
-const EXIT_BAD_INPUT: u8 = 2;
+mod commands;
+
+use commands::{EXIT_BAD_INPUT, EXIT_DENY};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -158,8 +166,15 @@ struct Loaded {
     settings: Settings,
 }
 
+impl EnvArgs {
+    /// `--service-tags`, else the user's cache.
+    fn service_tags(&self) -> Result<nsg_tags::Catalog> {
+        TagFiles::or_user_cache(self.service_tags.clone()).load()
+    }
+}
+
 fn load(args: &EnvArgs) -> Result<Loaded> {
-    let catalog = inputs::load_service_tags(&args.service_tags)?;
+    let catalog = args.service_tags()?;
     let model = inputs::load_model(&args.files, &catalog)?;
     Ok(Loaded {
         model,
@@ -200,8 +215,9 @@ fn run(cli: Cli) -> Result<u8> {
             flow_logs,
             json,
         } => replay(&load(&env)?, &pcap, &nic, flow_logs.as_deref(), json),
-        Command::Serve(args) => serve(args),
-        Command::Enforce(args) => enforce(args),
+        Command::Serve(args) => commands::serve::serve(args),
+        Command::Enforce(args) => commands::enforce::enforce(args),
+        Command::Tags { command } => opennsg::tags::run(command),
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut command, "opennsg", &mut std::io::stdout());
@@ -229,316 +245,8 @@ fn run(cli: Cli) -> Result<u8> {
     }
 }
 
-#[derive(Args)]
-struct EnforceArgs {
-    /// ARM JSON files; or follow a server with --watch.
-    #[arg(value_name = "ENV", required_unless_present_any = ["watch", "remove"], conflicts_with = "watch")]
-    files: Vec<PathBuf>,
-    /// Bind a NIC (name or id, or a one-NIC VM) to a local interface (repeatable).
-    #[arg(long = "bind", value_name = "NIC=IFNAME", value_parser = opennsg::enforce::parse_binding)]
-    bind: Vec<(String, String)>,
-    /// Also bind each NIC whose macAddress is a local interface's MAC (or a libvirt tap's,
-    /// whose first octet is fe).
-    #[arg(long)]
-    bind_by_mac: bool,
-    /// A --bind interface may not exist yet (a VM not started): warn, and filter it as soon as
-    /// it appears. Without this, a missing interface is an error.
-    #[arg(long)]
-    allow_absent: bool,
-    /// Microsoft's ServiceTags_*.json files (repeatable).
-    #[arg(long = "service-tags", value_name = "FILE")]
-    service_tags: Vec<PathBuf>,
-    /// Subscription type, for the outbound TCP 25 block.
-    #[arg(long, default_value = "EnterpriseAgreement", value_name = "TYPE")]
-    subscription_type: SubscriptionType,
-    /// Print the nft JSON transaction instead of applying it.
-    #[arg(long, conflicts_with_all = ["check", "watch"])]
-    dry_run: bool,
-    /// Report how the kernel's table differs from the policy; change nothing. Exit 1 on drift.
-    #[arg(long, conflicts_with = "watch")]
-    check: bool,
-    /// Remove OpenNSG's table.
-    #[arg(long, conflicts_with_all = ["watch", "dry_run", "check"])]
-    remove: bool,
-    /// Follow an `opennsg serve` instance (http:// or https://HOST:PORT): apply on change, repair
-    /// drift.
-    #[arg(long, value_name = "URL")]
-    watch: Option<String>,
-    /// PEM certificate(s) to trust for an https:// --watch URL (e.g. serve's DATA/cert.pem).
-    #[arg(long, value_name = "FILE", requires = "watch")]
-    ca_cert: Option<PathBuf>,
-    /// The server's bearer token.
-    #[arg(
-        long,
-        env = "OPENNSG_TOKEN",
-        hide_env_values = true,
-        requires = "watch"
-    )]
-    token: Option<String>,
-    /// Seconds between polls of the server.
-    #[arg(long, default_value_t = 2.0, requires = "watch")]
-    interval: f64,
-    /// Seconds between comparisons of the kernel's table with the policy (drift repair).
-    #[arg(long, default_value_t = 30.0, requires = "watch")]
-    reconcile_interval: f64,
-}
-
-fn enforce(args: EnforceArgs) -> Result<u8> {
-    use opennsg::enforce;
-    let kernel = nsg_nft::Kernel::local();
-    if args.remove {
-        let tables = kernel.tables()?;
-        if tables.is_empty() {
-            eprintln!(
-                "opennsg: there is no table {}: nothing to remove",
-                nsg_nft::Table::Inet
-            );
-            return Ok(0);
-        }
-        kernel.apply(&nsg_nft::plan::remove(&tables))?;
-        for table in tables {
-            eprintln!("opennsg: removed table {table}");
-        }
-        return Ok(0);
-    }
-    let catalog = inputs::load_service_tags(&args.service_tags)?;
-    let settings = Settings {
-        subscription_type: args.subscription_type,
-    };
-    let binding = enforce::Binding {
-        explicit: args.bind,
-        by_mac: args.bind_by_mac,
-        allow_absent: args.allow_absent,
-    };
-    let mut enforcer = nsg_nft::Enforcer::new(kernel);
-    if let Some(url) = args.watch {
-        enforce::check_watch_url(&url)?;
-        let token = args.token.ok_or_else(|| {
-            anyhow::anyhow!("--watch needs the server's token: --token or $OPENNSG_TOKEN")
-        })?;
-        for (flag, seconds) in [
-            ("--interval", args.interval),
-            ("--reconcile-interval", args.reconcile_interval),
-        ] {
-            if !(seconds > 0.0 && seconds <= 86400.0) {
-                anyhow::bail!("{flag} must be more than 0 and at most 86400 seconds");
-            }
-        }
-        let watch = enforce::Watch {
-            url,
-            ca_cert: args.ca_cert,
-            token,
-            interval: std::time::Duration::from_secs_f64(args.interval),
-            reconcile_interval: std::time::Duration::from_secs_f64(args.reconcile_interval),
-        };
-        let agent = watch.agent()?;
-        match enforce::follow(&watch, &catalog, settings, &binding, &mut enforcer, &agent)? {}
-    }
-    let model = inputs::load_model(&args.files, &catalog)?;
-    let interfaces = enforce::local_interfaces()?;
-    let rendered = enforce::render_model(&model, &catalog, settings, &binding, &interfaces)?;
-    if args.dry_run {
-        let batch = nsg_nft::plan::full(&rendered.ruleset, false);
-        println!("{}", serde_json::to_string_pretty(&batch)?);
-        return Ok(0);
-    }
-    if args.check {
-        let drift = enforcer.check(&rendered.ruleset)?;
-        for line in drift.describe() {
-            println!("{line}");
-        }
-        return Ok(if drift.is_empty() { 0 } else { EXIT_DENY });
-    }
-    enforce::apply_once(&mut enforcer, rendered)?;
-    Ok(0)
-}
-
-#[derive(Args)]
-struct ServeArgs {
-    /// Address to listen on. Beyond loopback it needs TLS or --insecure-http.
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    listen: std::net::SocketAddr,
-    /// Directory of the store (created if missing).
-    #[arg(long, default_value = "opennsg-data")]
-    data: PathBuf,
-    /// Microsoft's ServiceTags_*.json files (repeatable), for rules naming service tags.
-    #[arg(long = "service-tags", value_name = "FILE")]
-    service_tags: Vec<PathBuf>,
-    /// Bearer token clients must send; default: $OPENNSG_TOKEN, else DATA/token (created
-    /// with a random token, mode 0600).
-    #[arg(long, env = "OPENNSG_TOKEN", hide_env_values = true)]
-    token: Option<String>,
-    /// Allow plain HTTP on a non-loopback address.
-    #[arg(long)]
-    insecure_http: bool,
-    /// Serve HTTPS with this certificate (PEM; with --tls-key).
-    #[arg(
-        long,
-        value_name = "FILE",
-        requires = "tls_key",
-        conflicts_with = "tls_self_signed"
-    )]
-    tls_cert: Option<PathBuf>,
-    /// The certificate's private key (PEM).
-    #[arg(long, value_name = "FILE", requires = "tls_cert")]
-    tls_key: Option<PathBuf>,
-    /// Serve HTTPS with a self-signed certificate, written to DATA/cert.pem for clients to trust.
-    #[arg(long)]
-    tls_self_signed: bool,
-    /// A host name (or address) the self-signed certificate is for, besides localhost, the
-    /// loopback addresses and the listen address (repeatable): the name clients use.
-    #[arg(long = "tls-name", value_name = "NAME", requires = "tls_self_signed")]
-    tls_names: Vec<String>,
-    /// Where clients reach this server (e.g. https://nsg.example:8443), for the nextLinks of
-    /// list pages; default: the listen address.
-    #[arg(long, value_name = "URL")]
-    public_url: Option<String>,
-    /// Answer `GET /msi/token` for `az login --identity`, to callers whose
-    /// X-IDENTITY-HEADER is the bearer token.
-    #[arg(long)]
-    identity_endpoint: bool,
-    /// Subscription ids `GET /subscriptions` lists (repeatable).
-    #[arg(long = "subscription", value_name = "ID")]
-    subscriptions: Vec<String>,
-}
-
-/// The base of the URLs the server hands out: `--public-url`, else the listen address (with
-/// `localhost` for an unspecified one).
-fn public_url(given: Option<&str>, listen: std::net::SocketAddr, tls: bool) -> Result<String> {
-    let scheme = if tls { "https" } else { "http" };
-    let Some(given) = given else {
-        let host = if listen.ip().is_unspecified() {
-            format!("localhost:{}", listen.port())
-        } else {
-            listen.to_string()
-        };
-        return Ok(format!("{scheme}://{host}"));
-    };
-    let url = given.trim_end_matches('/');
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"));
-    match rest {
-        Some(authority) if !authority.is_empty() && !authority.contains(['/', '?', '#', ' ']) => {
-            Ok(url.to_string())
-        }
-        _ => bail!("--public-url {given}: expected http(s)://HOST[:PORT], without a path"),
-    }
-}
-
-fn serve(args: ServeArgs) -> Result<u8> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    let listen = args.listen;
-    let serves_tls = args.tls_cert.is_some() || args.tls_self_signed;
-    if !listen.ip().is_loopback() && !serves_tls && !args.insecure_http {
-        bail!("{listen} is not a loopback address: serve it over TLS (--tls-cert/--tls-key or --tls-self-signed) or pass --insecure-http");
-    }
-    let public_url = public_url(args.public_url.as_deref(), listen, serves_tls)?;
-    let catalog = inputs::load_service_tags(&args.service_tags)?;
-    let store = nsg_store::Store::open(&args.data)
-        .with_context(|| format!("opening the store in {}", args.data.display()))?;
-    for group in nsg_api::resource_groups::adopt(&store)
-        .map_err(|e| anyhow::anyhow!("adopting resource groups: {}", e.message))?
-    {
-        eprintln!("opennsg: created resource group {group}, which held resources stored before groups were served");
-    }
-    let token_file = args.data.join("token");
-    let token_file = std::path::absolute(&token_file).unwrap_or(token_file);
-    let (token, token_source) = match args.token {
-        Some(token) if !token.trim().is_empty() => {
-            (token, opennsg::clients::TokenSource::Environment)
-        }
-        _ => (
-            stored_token(&args.data)?,
-            opennsg::clients::TokenSource::File(&token_file),
-        ),
-    };
-    let given_certificate = args.tls_cert.clone();
-    let tls = match (args.tls_cert, args.tls_key, args.tls_self_signed) {
-        (Some(cert), Some(key), _) => Some(nsg_api::Tls {
-            cert_pem: std::fs::read(&cert)
-                .with_context(|| format!("reading {}", cert.display()))?,
-            key_pem: std::fs::read(&key).with_context(|| format!("reading {}", key.display()))?,
-        }),
-        (_, _, true) => {
-            let mut names = args.tls_names.clone();
-            if !listen.ip().is_unspecified() {
-                names.push(listen.ip().to_string());
-            }
-            let tls = nsg_api::Tls::self_signed(&names)
-                .map_err(|e| anyhow::anyhow!("making a self-signed certificate: {e}"))?;
-            let path = args.data.join("cert.pem");
-            std::fs::write(&path, &tls.cert_pem)
-                .with_context(|| format!("writing {}", path.display()))?;
-            eprintln!(
-                "opennsg: self-signed certificate written to {}",
-                path.display()
-            );
-            Some(tls)
-        }
-        _ => None,
-    };
-    let certificate = args.tls_self_signed.then(|| args.data.join("cert.pem"));
-    let certificate = certificate
-        .map(|path| std::path::absolute(&path).unwrap_or(path))
-        .or(given_certificate);
-    if let Some(setup) = opennsg::clients::azure_cli_setup(
-        &public_url,
-        certificate.as_deref(),
-        args.identity_endpoint,
-        token_source,
-    ) {
-        eprintln!("{setup}");
-    }
-    let mut state = nsg_api::AppState::new(store, std::sync::Arc::new(catalog), vec![token]);
-    state.identity_endpoint = args.identity_endpoint;
-    state.public_url = public_url;
-    if !args.subscriptions.is_empty() {
-        state.subscriptions = args.subscriptions;
-    }
-    let state = std::sync::Arc::new(state);
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    runtime
-        .block_on(nsg_api::serve(nsg_api::ServeOptions { listen, state, tls }))
-        .with_context(|| format!("serving on {listen}"))?;
-    Ok(0)
-}
-
-/// The token in DATA/token, created with 32 random bytes (hex) and mode 0600 if missing.
-fn stored_token(data: &std::path::Path) -> Result<String> {
-    let path = data.join("token");
-    if let Ok(token) = std::fs::read_to_string(&path) {
-        let token = token.trim().to_string();
-        if !token.is_empty() {
-            eprintln!("opennsg: bearer token from {}", path.display());
-            return Ok(token);
-        }
-    }
-    let bytes: [u8; 32] = rand::random();
-    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options
-        .open(&path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    std::io::Write::write_all(&mut file, token.as_bytes())?;
-    eprintln!(
-        "opennsg: new bearer token written to {}: {token}",
-        path.display()
-    );
-    Ok(token)
-}
-
 fn check(args: &EnvArgs, json: bool) -> Result<u8> {
-    let catalog = inputs::load_service_tags(&args.service_tags)?;
+    let catalog = args.service_tags()?;
     let env = inputs::load_environment(&args.files)?;
     let errors = match inputs::validate(&env, &catalog) {
         Ok(_) => Vec::new(),

@@ -6,7 +6,7 @@
 
 mod support;
 
-use nsg_netlab::{echo_roundtrip, tcp_connect, EchoServer};
+use nsg_netlab::{echo_roundtrip, EchoServer};
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -270,131 +270,17 @@ fn every_fixture_lists_back_as_rendered() {
     assert_every_fixture_lists_back(&shipped_service_tags());
 }
 
-/// A child process killed when the test ends, however it ends.
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Polls `condition` every 100 ms for at most `limit`.
-fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    let deadline = std::time::Instant::now() + limit;
-    loop {
-        if condition() {
-            return true;
-        }
-        if std::time::Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 #[test]
 fn enforce_follows_a_server_and_repairs_drift() {
-    const TOKEN: &str = "watch-test-token";
     const PORT: u16 = 18080;
     let mut topology = vm2_and_the_internet(Attachment::Routed);
     let vm2 = topology.host("vm2");
     // One HTTP echo server for the whole test: new connections and the long-lived one.
     let _http = EchoServer::start(&vm2.ns, SocketAddr::new(vm2.address, 80)).expect("echo");
     let http_allowed = || topology.tcp_to_running("inet", "vm2", 80).is_ok();
-    let data = topology.dir.path().join("store");
-    let spawn = |args: &[&str]| {
-        let child = std::process::Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                topology.router.name(),
-                env!("CARGO_BIN_EXE_opennsg"),
-            ])
-            .args(args)
-            .env("OPENNSG_TOKEN", TOKEN)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("opennsg starts");
-        Child(child)
-    };
-    let listen = format!("127.0.0.1:{PORT}");
-    // HTTPS with serve's self-signed certificate, which the watcher is told to trust.
-    let _server = spawn(&[
-        "serve",
-        "--listen",
-        &listen,
-        "--tls-self-signed",
-        "--data",
-        data.to_str().expect("utf-8"),
-        "--subscription",
-        "00000000-0000-0000-0000-000000000001",
-    ]);
-    let certificate = data.join("cert.pem");
-    let server = SocketAddr::new(ip("127.0.0.1"), PORT);
-    let call = |method: &str, path: &str, body: &str| {
-        let stream = tcp_connect(&topology.router, None, server, Duration::from_secs(5))?;
-        let mut tls = nsg_netlab::tls_client(stream, "127.0.0.1", &std::fs::read(&certificate)?)?;
-        let separator = if path.contains('?') { '&' } else { '?' };
-        let path = format!("{path}{separator}api-version=2024-05-01");
-        nsg_netlab::http_request(&mut tls, &listen, method, &path, TOKEN, body)
-    };
-    assert!(
-        eventually(Duration::from_secs(20), || call(
-            "GET",
-            "/subscriptions",
-            ""
-        )
-        .is_ok()),
-        "the server did not start"
-    );
-    // The seed's resources, in their group, referenced ones first.
-    let group = call(
-        "PUT",
-        "/subscriptions/00000000-0000-0000-0000-000000000001/resourcegroups/rg1",
-        r#"{"location": "westeurope"}"#,
-    )
-    .expect("PUT group");
-    assert!(group.status < 300, "{group:?}");
-    let env = load("seed-vms-http.json");
-    let order = [
-        "networkSecurityGroups",
-        "virtualNetworks",
-        "networkInterfaces",
-        "virtualMachines",
-    ];
-    for kind in order {
-        for resource in env.as_array().expect("array").iter().filter(|r| {
-            r["type"]
-                .as_str()
-                .is_some_and(|t| t.ends_with(&format!("/{kind}")))
-        }) {
-            let id = resource["id"].as_str().expect("id");
-            let response = call("PUT", id, &resource.to_string()).expect("PUT");
-            assert!(
-                response.status < 300,
-                "PUT {id}: {} {}",
-                response.status,
-                response.body
-            );
-        }
-    }
-    let _enforcer = spawn(&[
-        "enforce",
-        "--watch",
-        &format!("https://{listen}"),
-        "--ca-cert",
-        certificate.to_str().expect("utf-8"),
-        "--bind",
-        "vm2-nic=vm2",
-        "--bind-by-mac",
-        "--interval",
-        "0.2",
-        "--reconcile-interval",
-        "0.5",
-    ]);
+    let served = topology.serve(PORT);
+    served.put_environment(&load("seed-vms-http.json"));
+    let _enforcer = served.watch(&["--bind", "vm2-nic=vm2", "--bind-by-mac"], &[]);
     // Before the first apply everything passes; the policy shows when port 22 closes.
     assert!(
         eventually(Duration::from_secs(20), || !topology.tcp("inet", "vm2", 22)),
@@ -407,7 +293,7 @@ fn enforce_follows_a_server_and_repairs_drift() {
         .expect("allowed connection");
     let rule = "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg1/providers/\
                 Microsoft.Network/networkSecurityGroups/NSG1/securityRules/Allow-HTTP-Internet";
-    let deleted = call("DELETE", rule, "").expect("DELETE");
+    let deleted = served.call("DELETE", rule, "").expect("DELETE");
     assert!(deleted.status < 300, "{deleted:?}");
     assert!(
         eventually(Duration::from_secs(20), || !http_allowed()),
@@ -551,5 +437,94 @@ fn bridge_ports_are_not_bound_without_br_netfilter() {
         stderr.contains("net.bridge.bridge-nf-call-iptables")
             && stderr.contains("modprobe br_netfilter"),
         "{stderr}"
+    );
+}
+
+/// `opennsg tags update --from-url` makes a new week current; `enforce --watch` puts it in force
+/// without a restart: an address the new week adds to Storage.WestEurope is reachable, one it
+/// removes is not, and a connection opened under the old week survives.
+#[test]
+fn watch_picks_up_new_service_tags_and_keeps_connections() {
+    let topology = Topology::new(&[
+        ("vm", &["10.70.1.4"], None),
+        // 13.69.41.0/28 is Storage.WestEurope from change 376 on; 13.95.240.32/28 until then.
+        ("storage-new", &["13.69.41.5"], None),
+        ("storage-old", &["13.95.240.40"], None),
+    ]);
+    let site = Site::start(vec![
+        (
+            "/375.json",
+            200,
+            "application/json",
+            std::fs::read(shipped_tag_file(375)).expect("file"),
+        ),
+        (
+            "/376.json",
+            200,
+            "application/json",
+            std::fs::read(shipped_tag_file(376)).expect("file"),
+        ),
+    ]);
+    let store = topology.dir.path().join("store");
+    let user_data = topology.dir.path().join("xdg");
+    let update = |week: &str, cache: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_opennsg"))
+            .args([
+                "tags",
+                "update",
+                "--from-url",
+                &format!("{}/{week}.json", site.url),
+            ])
+            .args(cache)
+            .env("XDG_DATA_HOME", &user_data)
+            .output()
+            .expect("opennsg runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    update("375", &["--data", store.to_str().expect("utf-8")]);
+    update("375", &[]);
+    let served = topology.serve(18081);
+    served.put_environment(&load("service-tags.json"));
+    let _enforcer = served.watch(
+        &["--bind", "st-nic=vm", "--tags-interval", "0.5"],
+        &[("XDG_DATA_HOME", &user_data)],
+    );
+    assert!(
+        eventually(Duration::from_secs(20), || !topology.tcp(
+            "vm",
+            "storage-new",
+            443
+        )),
+        "change 375 is enforced: 13.69.41.5 is Internet (Deny-Internet-All)"
+    );
+    assert!(
+        topology.tcp("vm", "storage-old", 443),
+        "Allow-Storage-WE under change 375"
+    );
+    let mut kept = topology
+        .tcp_to_running("vm", "storage-old", 443)
+        .expect("a connection under change 375");
+
+    update("376", &[]);
+    assert!(
+        eventually(Duration::from_secs(20), || topology.tcp(
+            "vm",
+            "storage-new",
+            443
+        )),
+        "change 376 reached the kernel without a restart"
+    );
+    assert!(
+        !topology.tcp("vm", "storage-old", 443),
+        "new connections meet change 376"
+    );
+    assert_eq!(
+        echo_roundtrip(&mut kept, b"kept\n").expect("still open"),
+        b"kept\n",
+        "the established connection survived the new tags"
     );
 }

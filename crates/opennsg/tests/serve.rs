@@ -432,3 +432,59 @@ fn watch_stops_on_a_refused_token_and_retries_an_unreachable_server() {
         "{stderr}"
     );
 }
+
+/// `serve` reads DATA/service-tags' current file, and a new one made current by
+/// `opennsg tags update --data DATA` is in force after a SIGHUP, without a restart.
+#[test]
+fn serve_reloads_the_service_tag_cache_on_sighup() {
+    let data = tempfile::tempdir().unwrap();
+    let shipped = |change: u32| {
+        format!(
+            "{}/../../tests/data/service-tags/ServiceTags_Public_{change}.json",
+            env!("CARGO_MANIFEST_DIR")
+        )
+    };
+    let update = |change: u32| {
+        let out = Command::new(env!("CARGO_BIN_EXE_opennsg"))
+            .args(["tags", "update", "--from-file", &shipped(change), "--data"])
+            .arg(data.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    update(375);
+    let port = free_port();
+    let server = start(data.path(), port);
+    let token = std::fs::read_to_string(data.path().join("token")).unwrap();
+    let change_number = || {
+        let (status, body) = http(
+            port,
+            "GET",
+            "/subscriptions/00000000-0000-0000-0000-000000000001/providers/Microsoft.Network/locations/westeurope/serviceTags?api-version=2024-05-01",
+            token.trim(),
+            "",
+        );
+        assert_eq!(status, 200, "{body}");
+        let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+        answer["changeNumber"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(change_number(), "375");
+    update(376);
+    let hangup = Command::new("kill")
+        .args(["-HUP", &server.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hangup.success());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while change_number() != "376" {
+        assert!(Instant::now() < deadline, "the new tags were not picked up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

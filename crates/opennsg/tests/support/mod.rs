@@ -23,8 +23,14 @@ pub fn fixture(name: &str) -> PathBuf {
 
 /// The small Public service tag file the repository ships (Microsoft's schema, real prefixes).
 pub fn shipped_service_tags() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/data/service-tags/ServiceTags_Public_375.json")
+    shipped_tag_file(375)
+}
+
+/// A shipped service tag file: change 375, or 376 (the next "week").
+pub fn shipped_tag_file(change: u32) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!(
+        "../../tests/data/service-tags/ServiceTags_Public_{change}.json"
+    ))
 }
 
 pub fn ip(text: &str) -> IpAddr {
@@ -347,4 +353,204 @@ pub fn assert_every_fixture_lists_back(service_tags: &Path) {
         checked += 1;
     }
     assert!(checked >= 10, "only {checked} fixtures were enforced");
+}
+
+/// A child process killed when the test ends, however it ends.
+pub struct Child(pub std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Polls `condition` every 100 ms for at most `limit`.
+pub fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if condition() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The bearer token of the servers the kernel tests start.
+pub const SERVE_TOKEN: &str = "watch-test-token";
+const SUBSCRIPTION: &str = "00000000-0000-0000-0000-000000000001";
+
+/// An `opennsg serve` in the router namespace, over HTTPS with its self-signed certificate.
+pub struct Served<'t> {
+    topology: &'t Topology,
+    pub listen: String,
+    pub data: PathBuf,
+    pub certificate: PathBuf,
+    _server: Child,
+}
+
+impl Topology {
+    /// Runs `opennsg ARGS` in the router namespace until the returned child is dropped, with
+    /// the servers' token and `envs` in its environment.
+    pub fn spawn(&self, args: &[&str], envs: &[(&str, &Path)]) -> Child {
+        let mut command = std::process::Command::new("ip");
+        command
+            .args([
+                "netns",
+                "exec",
+                self.router.name(),
+                env!("CARGO_BIN_EXE_opennsg"),
+            ])
+            .args(args)
+            .env("OPENNSG_TOKEN", SERVE_TOKEN)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        for (name, value) in envs {
+            command.env(name, value);
+        }
+        Child(command.spawn().expect("opennsg starts"))
+    }
+
+    /// Starts `opennsg serve` on 127.0.0.1:`port` of the router, data in the test's directory,
+    /// and waits until it answers.
+    pub fn serve(&self, port: u16) -> Served<'_> {
+        let data = self.dir.path().join("store");
+        let listen = format!("127.0.0.1:{port}");
+        let server = self.spawn(
+            &[
+                "serve",
+                "--listen",
+                &listen,
+                "--tls-self-signed",
+                "--data",
+                data.to_str().expect("utf-8"),
+                "--subscription",
+                SUBSCRIPTION,
+            ],
+            &[],
+        );
+        let served = Served {
+            topology: self,
+            listen,
+            certificate: data.join("cert.pem"),
+            data,
+            _server: server,
+        };
+        assert!(
+            eventually(Duration::from_secs(20), || served
+                .call("GET", "/subscriptions", "")
+                .is_ok()),
+            "the server did not start"
+        );
+        served
+    }
+}
+
+impl Served<'_> {
+    /// One request over HTTPS, trusting the server's certificate.
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: &str,
+    ) -> io::Result<nsg_netlab::HttpResponse> {
+        let server: SocketAddr = self.listen.parse().expect("listen address");
+        let stream = tcp_connect(&self.topology.router, None, server, Duration::from_secs(5))?;
+        let mut tls =
+            nsg_netlab::tls_client(stream, "127.0.0.1", &std::fs::read(&self.certificate)?)?;
+        let separator = if path.contains('?') { '&' } else { '?' };
+        let path = format!("{path}{separator}api-version=2024-05-01");
+        nsg_netlab::http_request(&mut tls, &self.listen, method, &path, SERVE_TOKEN, body)
+    }
+
+    /// PUTs group rg1, then `env`'s resources, referenced kinds first.
+    pub fn put_environment(&self, env: &Value) {
+        let group = self
+            .call(
+                "PUT",
+                &format!("/subscriptions/{SUBSCRIPTION}/resourcegroups/rg1"),
+                r#"{"location": "westeurope"}"#,
+            )
+            .expect("PUT group");
+        assert!(group.status < 300, "{group:?}");
+        let order = [
+            "networkSecurityGroups",
+            "virtualNetworks",
+            "networkInterfaces",
+            "virtualMachines",
+        ];
+        for kind in order {
+            for resource in env.as_array().expect("array").iter().filter(|r| {
+                r["type"]
+                    .as_str()
+                    .is_some_and(|t| t.ends_with(&format!("/{kind}")))
+            }) {
+                let id = resource["id"].as_str().expect("id");
+                let response = self.call("PUT", id, &resource.to_string()).expect("PUT");
+                assert!(
+                    response.status < 300,
+                    "PUT {id}: {} {}",
+                    response.status,
+                    response.body
+                );
+            }
+        }
+    }
+
+    /// `opennsg enforce --watch` on this server with short intervals, and `args`.
+    pub fn watch(&self, args: &[&str], envs: &[(&str, &Path)]) -> Child {
+        let url = format!("https://{}", self.listen);
+        let mut all = vec![
+            "enforce",
+            "--watch",
+            &url,
+            "--ca-cert",
+            self.certificate.to_str().expect("utf-8"),
+            "--interval",
+            "0.2",
+            "--reconcile-interval",
+            "0.5",
+        ];
+        all.extend_from_slice(args);
+        self.topology.spawn(&all, envs)
+    }
+}
+
+/// A loopback HTTP server answering each path with (status, content type, body).
+pub struct Site {
+    pub url: String,
+    _thread: std::thread::JoinHandle<()>,
+}
+
+impl Site {
+    pub fn start(pages: Vec<(&'static str, u16, &'static str, Vec<u8>)>) -> Site {
+        let server = tiny_http::Server::http("127.0.0.1:0").expect("loopback server");
+        let url = format!(
+            "http://{}",
+            server.server_addr().to_ip().expect("ip address")
+        );
+        let thread = std::thread::spawn(move || {
+            for request in server.incoming_requests() {
+                let page = pages.iter().find(|(path, ..)| *path == request.url());
+                let response = match page {
+                    Some((_, status, kind, body)) => tiny_http::Response::from_data(body.clone())
+                        .with_status_code(*status)
+                        .with_header(
+                            tiny_http::Header::from_bytes("Content-Type", *kind).expect("header"),
+                        ),
+                    None => {
+                        tiny_http::Response::from_data(b"not found".to_vec()).with_status_code(404)
+                    }
+                };
+                let _ = request.respond(response);
+            }
+        });
+        Site {
+            url,
+            _thread: thread,
+        }
+    }
 }

@@ -1,0 +1,150 @@
+//! `opennsg enforce`: the command line of `opennsg::enforce` (bind, render, apply, check,
+//! remove, or follow a server with `--watch`).
+
+use super::EXIT_DENY;
+use anyhow::Result;
+use clap::Args;
+use nsg_policy::{Settings, SubscriptionType};
+use opennsg::inputs;
+use opennsg::tag_cache::{TagFiles, TagReloader};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Args)]
+pub(crate) struct EnforceArgs {
+    /// ARM JSON files; or follow a server with --watch.
+    #[arg(value_name = "ENV", required_unless_present_any = ["watch", "remove"], conflicts_with = "watch")]
+    pub(crate) files: Vec<PathBuf>,
+    /// Bind a NIC (name or id, or a one-NIC VM) to a local interface (repeatable).
+    #[arg(long = "bind", value_name = "NIC=IFNAME", value_parser = opennsg::enforce::parse_binding)]
+    pub(crate) bind: Vec<(String, String)>,
+    /// Also bind each NIC whose macAddress is a local interface's MAC (or a libvirt tap's,
+    /// whose first octet is fe).
+    #[arg(long)]
+    pub(crate) bind_by_mac: bool,
+    /// A --bind interface may not exist yet (a VM not started): warn, and filter it as soon as
+    /// it appears. Without this, a missing interface is an error.
+    #[arg(long)]
+    pub(crate) allow_absent: bool,
+    /// Microsoft's ServiceTags_*.json files (repeatable). Default: the current file of
+    /// `opennsg tags update`'s cache. With --watch, reloaded when they change (SIGHUP, or every
+    /// --tags-interval).
+    #[arg(long = "service-tags", value_name = "FILE")]
+    pub(crate) service_tags: Vec<PathBuf>,
+    /// Subscription type, for the outbound TCP 25 block.
+    #[arg(long, default_value = "EnterpriseAgreement", value_name = "TYPE")]
+    pub(crate) subscription_type: SubscriptionType,
+    /// Print the nft JSON transaction instead of applying it.
+    #[arg(long, conflicts_with_all = ["check", "watch"])]
+    pub(crate) dry_run: bool,
+    /// Report how the kernel's table differs from the policy; change nothing. Exit 1 on drift.
+    #[arg(long, conflicts_with = "watch")]
+    pub(crate) check: bool,
+    /// Remove OpenNSG's table.
+    #[arg(long, conflicts_with_all = ["watch", "dry_run", "check"])]
+    pub(crate) remove: bool,
+    /// Follow an `opennsg serve` instance (http:// or https://HOST:PORT): apply on change, repair
+    /// drift.
+    #[arg(long, value_name = "URL")]
+    pub(crate) watch: Option<String>,
+    /// PEM certificate(s) to trust for an https:// --watch URL (e.g. serve's DATA/cert.pem).
+    #[arg(long, value_name = "FILE", requires = "watch")]
+    pub(crate) ca_cert: Option<PathBuf>,
+    /// The server's bearer token.
+    #[arg(
+        long,
+        env = "OPENNSG_TOKEN",
+        hide_env_values = true,
+        requires = "watch"
+    )]
+    pub(crate) token: Option<String>,
+    /// Seconds between polls of the server.
+    #[arg(long, default_value_t = 2.0, requires = "watch")]
+    pub(crate) interval: f64,
+    /// Seconds between comparisons of the kernel's table with the policy (drift repair).
+    #[arg(long, default_value_t = 30.0, requires = "watch")]
+    pub(crate) reconcile_interval: f64,
+    /// Seconds between checks for new service tag files (SIGHUP checks at once).
+    #[arg(long, default_value_t = 60.0, requires = "watch")]
+    pub(crate) tags_interval: f64,
+}
+
+pub(crate) fn enforce(args: EnforceArgs) -> Result<u8> {
+    use opennsg::enforce;
+    let kernel = nsg_nft::Kernel::local();
+    if args.remove {
+        let tables = kernel.tables()?;
+        if tables.is_empty() {
+            eprintln!(
+                "opennsg: there is no table {}: nothing to remove",
+                nsg_nft::Table::Inet
+            );
+            return Ok(0);
+        }
+        kernel.apply(&nsg_nft::plan::remove(&tables))?;
+        for table in tables {
+            eprintln!("opennsg: removed table {table}");
+        }
+        return Ok(0);
+    }
+    let tag_files = TagFiles::or_user_cache(args.service_tags);
+    let settings = Settings {
+        subscription_type: args.subscription_type,
+    };
+    let binding = enforce::Binding {
+        explicit: args.bind,
+        by_mac: args.bind_by_mac,
+        allow_absent: args.allow_absent,
+    };
+    let mut enforcer = nsg_nft::Enforcer::new(kernel);
+    if let Some(url) = args.watch {
+        enforce::check_watch_url(&url)?;
+        let token = args.token.ok_or_else(|| {
+            anyhow::anyhow!("--watch needs the server's token: --token or $OPENNSG_TOKEN")
+        })?;
+        for (flag, seconds) in [
+            ("--interval", args.interval),
+            ("--reconcile-interval", args.reconcile_interval),
+            ("--tags-interval", args.tags_interval),
+        ] {
+            if !(seconds > 0.0 && seconds <= 86400.0) {
+                anyhow::bail!("{flag} must be more than 0 and at most 86400 seconds");
+            }
+        }
+        let watch = enforce::Watch {
+            url,
+            ca_cert: args.ca_cert,
+            token,
+            interval: Duration::from_secs_f64(args.interval),
+            reconcile_interval: Duration::from_secs_f64(args.reconcile_interval),
+        };
+        let agent = watch.agent()?;
+        let (mut tags, catalog) =
+            TagReloader::start(tag_files, Duration::from_secs_f64(args.tags_interval))?;
+        let mut live = enforce::Following {
+            catalog,
+            tags: &mut tags,
+            settings,
+            binding: &binding,
+        };
+        match enforce::follow(&watch, &mut live, &mut enforcer, &agent)? {}
+    }
+    let catalog = tag_files.load()?;
+    let model = inputs::load_model(&args.files, &catalog)?;
+    let interfaces = enforce::local_interfaces()?;
+    let rendered = enforce::render_model(&model, &catalog, settings, &binding, &interfaces)?;
+    if args.dry_run {
+        let batch = nsg_nft::plan::full(&rendered.ruleset, false);
+        println!("{}", serde_json::to_string_pretty(&batch)?);
+        return Ok(0);
+    }
+    if args.check {
+        let drift = enforcer.check(&rendered.ruleset)?;
+        for line in drift.describe() {
+            println!("{line}");
+        }
+        return Ok(if drift.is_empty() { 0 } else { EXIT_DENY });
+    }
+    enforce::apply_once(&mut enforcer, rendered)?;
+    Ok(0)
+}

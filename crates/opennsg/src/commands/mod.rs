@@ -1,0 +1,9 @@
+//! The binary's longer commands, one module each; `main.rs` parses and dispatches.
+
+pub(crate) mod enforce;
+pub(crate) mod serve;
+
+/// Exit codes: 0 ok / allow, 1 deny (or drift, or a difference), 2 bad input or invalid
+/// environment.
+pub(crate) const EXIT_DENY: u8 = 1;
+pub(crate) const EXIT_BAD_INPUT: u8 = 2;
