@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod clients;
+pub mod config;
 pub mod enforce;
 pub mod inputs;
 pub mod query;

@@ -146,7 +146,15 @@ mod commands;
 use commands::{EXIT_BAD_INPUT, EXIT_DENY};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let command = <Cli as clap::CommandFactory>::command();
+    let args = match opennsg::config::with_config_file(std::env::args_os().collect(), &command) {
+        Ok(args) => args,
+        Err(error) => {
+            eprintln!("opennsg: {error:#}");
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+    };
+    let cli = Cli::parse_from(args);
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(error) => {

@@ -12,6 +12,10 @@ use std::time::Duration;
 
 #[derive(Args)]
 pub(crate) struct EnforceArgs {
+    /// Options from this TOML file (keys are the long options; the command line wins).
+    /// Default: /etc/opennsg/enforce.toml ($OPENNSG_CONFIG_DIR/enforce.toml), if it exists.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
     /// ARM JSON files; or follow a server with --watch.
     #[arg(value_name = "ENV", required_unless_present_any = ["watch", "remove"], conflicts_with = "watch")]
     pub(crate) files: Vec<PathBuf>,

@@ -7,6 +7,10 @@ use std::path::PathBuf;
 
 #[derive(Args)]
 pub(crate) struct ServeArgs {
+    /// Options from this TOML file (keys are the long options; the command line wins).
+    /// Default: /etc/opennsg/serve.toml ($OPENNSG_CONFIG_DIR/serve.toml), if it exists.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
     /// Address to listen on. Beyond loopback it needs TLS or --insecure-http.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub(crate) listen: std::net::SocketAddr,
