@@ -23,9 +23,15 @@ impl Drop for Server {
 }
 
 fn start(data: &std::path::Path, port: u16) -> Server {
+    start_with(data, port, &[])
+}
+
+/// [`start`] with more arguments.
+fn start_with(data: &std::path::Path, port: u16, more: &[&str]) -> Server {
     let child = Command::new(env!("CARGO_BIN_EXE_opennsg"))
         .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data"])
         .arg(data)
+        .args(more)
         .env_remove("OPENNSG_TOKEN")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -487,4 +493,29 @@ fn serve_reloads_the_service_tag_cache_on_sighup() {
         assert!(Instant::now() < deadline, "the new tags were not picked up");
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// A restart keeps the self-signed certificate clients were told to trust (`enforce --watch
+/// --ca-cert DATA/cert.pem` outlives a restart of the server); other names make a new one.
+#[test]
+fn the_self_signed_certificate_survives_a_restart() {
+    let data = tempfile::tempdir().unwrap();
+    let certificate = |names: &[&str]| {
+        let mut args = vec!["--tls-self-signed"];
+        for name in names {
+            args.extend(["--tls-name", name]);
+        }
+        let server = start_with(data.path(), free_port(), &args);
+        let pem = std::fs::read(data.path().join("cert.pem")).unwrap();
+        drop(server);
+        pem
+    };
+    let first = certificate(&["nsg.example"]);
+    assert_eq!(certificate(&["nsg.example"]), first);
+    assert_ne!(certificate(&["other.example"]), first);
+    let key = std::fs::metadata(data.path().join("key.pem")).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&key.permissions()) & 0o777,
+        0o600
+    );
 }

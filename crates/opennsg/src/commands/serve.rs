@@ -3,6 +3,7 @@
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use opennsg::tag_cache::{describe_reload, TagCache, TagFiles, TagReloader};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
 #[derive(Args)]
@@ -142,16 +143,7 @@ pub(crate) fn serve(args: ServeArgs) -> Result<u8> {
             if !listen.ip().is_unspecified() {
                 names.push(listen.ip().to_string());
             }
-            let tls = nsg_api::Tls::self_signed(&names)
-                .map_err(|e| anyhow::anyhow!("making a self-signed certificate: {e}"))?;
-            let path = args.data.join("cert.pem");
-            std::fs::write(&path, &tls.cert_pem)
-                .with_context(|| format!("writing {}", path.display()))?;
-            eprintln!(
-                "opennsg: self-signed certificate written to {}",
-                path.display()
-            );
-            Some(tls)
+            Some(self_signed(&args.data, &names)?)
         }
         _ => None,
     };
@@ -226,4 +218,52 @@ fn positive_seconds(text: &str) -> Result<f64, String> {
         Ok(seconds) if seconds > 0.0 && seconds <= 86400.0 => Ok(seconds),
         _ => Err("expected seconds, more than 0 and at most 86400".to_string()),
     }
+}
+
+/// The self-signed certificate of DATA: the one made before (DATA/cert.pem, DATA/key.pem) if it
+/// was made for the same names, so that clients trusting it keep working across restarts; else a
+/// new one.
+fn self_signed(data: &std::path::Path, names: &[String]) -> Result<nsg_api::Tls> {
+    use std::io::Write;
+    let (cert_path, key_path, names_path) = (
+        data.join("cert.pem"),
+        data.join("key.pem"),
+        data.join("cert-names"),
+    );
+    let wanted = names.join("\n");
+    if let (Ok(cert_pem), Ok(key_pem), Ok(made_for)) = (
+        std::fs::read(&cert_path),
+        std::fs::read(&key_path),
+        std::fs::read_to_string(&names_path),
+    ) {
+        if made_for == wanted {
+            eprintln!(
+                "opennsg: self-signed certificate {} (kept)",
+                cert_path.display()
+            );
+            return Ok(nsg_api::Tls { cert_pem, key_pem });
+        }
+    }
+    let tls = nsg_api::Tls::self_signed(names)
+        .map_err(|e| anyhow::anyhow!("making a self-signed certificate: {e}"))?;
+    let mut key = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&key_path)
+        .with_context(|| format!("writing {}", key_path.display()))?;
+    key.write_all(&tls.key_pem)
+        .with_context(|| format!("writing {}", key_path.display()))?;
+    for (path, bytes) in [
+        (&cert_path, &tls.cert_pem[..]),
+        (&names_path, wanted.as_bytes()),
+    ] {
+        std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))?;
+    }
+    eprintln!(
+        "opennsg: self-signed certificate written to {}",
+        cert_path.display()
+    );
+    Ok(tls)
 }
