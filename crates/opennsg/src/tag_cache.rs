@@ -5,6 +5,7 @@
 //! Files are named `ServiceTags_{cloud}_{changeNumber}.json`; `current.json` is a symlink to the
 //! file in use, replaced by rename so readers never see a half-written file or a missing link.
 
+use crate::inputs::read_input;
 use anyhow::{bail, Context, Result};
 use nsg_tags::{Catalog, CatalogDiff};
 use std::path::{Path, PathBuf};
@@ -236,12 +237,7 @@ fn parse_file_name(name: &str) -> Option<(&str, u64)> {
 /// Parses a downloaded file strictly: Microsoft's schema, a cloud, a change number and tags. An
 /// HTML error page, a truncated download or other JSON is refused with what it looks like.
 pub fn parse_tag_file(origin: &str, bytes: &[u8]) -> Result<Catalog> {
-    let start = bytes
-        .iter()
-        .position(|b| !b.is_ascii_whitespace())
-        .map(|i| &bytes[i..])
-        .unwrap_or_default();
-    if start.first() == Some(&b'<') {
+    if looks_like_html(bytes) {
         bail!("{origin} is an HTML or XML page, not a service tag file (an error page, or a download page without a link to the file)");
     }
     let mut catalog = Catalog::new();
@@ -256,9 +252,9 @@ pub fn parse_tag_file(origin: &str, bytes: &[u8]) -> Result<Catalog> {
     Ok(catalog)
 }
 
-fn load_file(path: &Path) -> Result<Catalog> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    parse_tag_file(&path.display().to_string(), &bytes)
+/// Reads and strictly parses one tag file (`-`: standard input).
+pub fn load_file(path: &Path) -> Result<Catalog> {
+    parse_tag_file(&path.display().to_string(), &read_input(path)?)
 }
 
 /// Writes `bytes` to a temporary file beside `path`, syncs it and renames it over `path`.
@@ -282,7 +278,7 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
 /// Where the bytes of a new file come from.
 pub enum Source {
     /// Microsoft's download page of the cloud: the week's link is read from it.
-    Microsoft(Cloud),
+    DownloadPage,
     /// A URL: of a file, or of a page linking to one.
     Url(String),
     File(PathBuf),
@@ -292,25 +288,22 @@ pub enum Source {
 /// `ServiceTags_{cloud}_*.json`. Returns where it came from and the bytes.
 pub fn fetch(source: &Source, cloud: Cloud) -> Result<(String, Vec<u8>)> {
     let url = match source {
-        Source::File(path) => {
-            let bytes =
-                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-            return Ok((path.display().to_string(), bytes));
-        }
+        Source::File(path) => return Ok((path.display().to_string(), read_input(path)?)),
         Source::Url(url) => url.clone(),
-        Source::Microsoft(cloud) => cloud.download_page().to_string(),
+        Source::DownloadPage => cloud.download_page().to_string(),
     };
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_secs(120)))
         .build()
         .into();
     let bytes = download(&agent, &url)?;
-    match find_file_link(&bytes, cloud) {
-        Some(link) if looks_like_html(&bytes) => {
-            let file = download(&agent, &link)?;
-            Ok((link, file))
-        }
-        _ => Ok((url, bytes)),
+    // A page without the link is left to the file checks, which say it is HTML.
+    match looks_like_html(&bytes)
+        .then(|| find_file_link(&bytes, cloud))
+        .flatten()
+    {
+        Some(link) => Ok((link.clone(), download(&agent, &link)?)),
+        None => Ok((url, bytes)),
     }
 }
 
@@ -455,14 +448,19 @@ impl TagReloader {
     }
 }
 
-/// One line for logs: which tags' addresses changed.
-pub fn describe_reload(changes: &CatalogDiff) -> String {
-    let changed: Vec<&str> = changes.tags_with_new_addresses().collect();
-    let numbers = format!(
+/// `changeNumber OLD -> NEW`, as every change listing starts.
+pub fn change_numbers(changes: &CatalogDiff) -> String {
+    format!(
         "changeNumber {} -> {}",
         changes.old_change_number.as_deref().unwrap_or("none"),
         changes.new_change_number.as_deref().unwrap_or("none")
-    );
+    )
+}
+
+/// One line for logs: which tags' addresses changed.
+pub fn describe_reload(changes: &CatalogDiff) -> String {
+    let changed: Vec<&str> = changes.tags_with_new_addresses().collect();
+    let numbers = change_numbers(changes);
     if changed.is_empty() {
         format!("service tags reloaded ({numbers}): no tag's addresses changed")
     } else {

@@ -95,17 +95,19 @@ pub struct FileArgs {
 
 impl FileArgs {
     fn load(&self) -> Result<nsg_tags::Catalog> {
-        let files = TagFiles {
+        let cache = self.cache.cache()?;
+        let paths = TagFiles {
             explicit: self.service_tags.clone(),
-            cache: Some(self.cache.cache()?),
-        };
-        if files.paths().is_empty() {
+            cache: Some(cache.clone()),
+        }
+        .paths();
+        if paths.is_empty() {
             bail!(
                 "no service tag file: the cache ({}) has none yet (run `opennsg tags update`), and no --service-tags FILE was given",
-                self.cache.cache()?.dir.display()
+                cache.dir.display()
             );
         }
-        files.load()
+        crate::inputs::load_service_tags(&paths)
     }
 }
 
@@ -122,7 +124,7 @@ pub fn run(command: TagsCommand) -> Result<u8> {
             let source = match (from_url, from_file) {
                 (Some(url), _) => Source::Url(url),
                 (None, Some(file)) => Source::File(file),
-                (None, None) => Source::Microsoft(cloud),
+                (None, None) => Source::DownloadPage,
             };
             let cache = cache.cache()?;
             let (origin, bytes) = tag_cache::fetch(&source, cloud)?;
@@ -232,12 +234,8 @@ pub fn run(command: TagsCommand) -> Result<u8> {
             Ok(0)
         }
         TagsCommand::Diff { old, new, json } => {
-            let load = |path: &PathBuf| {
-                let bytes =
-                    std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-                tag_cache::parse_tag_file(&path.display().to_string(), &bytes)
-            };
-            let changes = nsg_tags::diff(&load(&old)?, &load(&new)?);
+            let changes =
+                nsg_tags::diff(&tag_cache::load_file(&old)?, &tag_cache::load_file(&new)?);
             if json {
                 println!("{}", serde_json::to_string_pretty(&changes)?);
             } else {
@@ -273,9 +271,8 @@ pub fn describe(changes: &CatalogDiff) -> String {
     let mut text = String::new();
     let _ = writeln!(
         text,
-        "changeNumber {} -> {}: {} tags added, {} removed, {} changed",
-        changes.old_change_number.as_deref().unwrap_or("none"),
-        changes.new_change_number.as_deref().unwrap_or("none"),
+        "{}: {} tags added, {} removed, {} changed",
+        tag_cache::change_numbers(changes),
         changes.added.len(),
         changes.removed.len(),
         changes.changed.len()

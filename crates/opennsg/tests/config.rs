@@ -2,8 +2,11 @@
 //! wins, `$OPENNSG_CONFIG_DIR/{command}.toml` is read by default, and a wrong file is refused with
 //! the file and the key named.
 
+mod support;
+
 use std::path::Path;
 use std::process::Output;
+use support::{opennsg_with, text};
 
 const FIXTURE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -11,16 +14,7 @@ const FIXTURE: &str = concat!(
 );
 
 fn opennsg(config_dir: &Path, args: &[&str]) -> Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_opennsg"))
-        .args(args)
-        .env("OPENNSG_CONFIG_DIR", config_dir)
-        .env_remove("OPENNSG_TOKEN")
-        .output()
-        .expect("opennsg runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+    opennsg_with(&[("OPENNSG_CONFIG_DIR", config_dir)], args)
 }
 
 /// `enforce --dry-run` prints the transaction without touching the kernel: what it binds shows

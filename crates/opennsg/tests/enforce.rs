@@ -468,22 +468,11 @@ fn watch_picks_up_new_service_tags_and_keeps_connections() {
     let store = topology.dir.path().join("store");
     let user_data = topology.dir.path().join("xdg");
     let update = |week: &str, cache: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_opennsg"))
-            .args([
-                "tags",
-                "update",
-                "--from-url",
-                &format!("{}/{week}.json", site.url),
-            ])
-            .args(cache)
-            .env("XDG_DATA_HOME", &user_data)
-            .output()
-            .expect("opennsg runs");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let url = format!("{}/{week}.json", site.url);
+        let mut args = vec!["tags", "update", "--from-url", &url];
+        args.extend_from_slice(cache);
+        let out = opennsg_with(&[("XDG_DATA_HOME", &user_data)], &args);
+        assert!(out.status.success(), "{}", text(&out.stderr));
     };
     update("375", &["--data", store.to_str().expect("utf-8")]);
     update("375", &[]);

@@ -6,7 +6,7 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
-use support::{shipped_tag_file, Site};
+use support::{opennsg_with, shipped_tag_file, text, Site};
 
 const DATA: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -19,15 +19,7 @@ fn shipped(change: u32) -> Vec<u8> {
 
 /// Runs `opennsg` with `home` as XDG_DATA_HOME.
 fn opennsg(home: &Path, args: &[&str]) -> Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_opennsg"))
-        .args(args)
-        .env("XDG_DATA_HOME", home)
-        .output()
-        .expect("opennsg runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+    opennsg_with(&[("XDG_DATA_HOME", home)], args)
 }
 
 /// The cache's files and what `current.json` names.

@@ -33,6 +33,21 @@ pub fn shipped_tag_file(change: u32) -> PathBuf {
     ))
 }
 
+/// Runs `opennsg ARGS` on this host (no namespace) with `envs` set and no token inherited.
+pub fn opennsg_with(envs: &[(&str, &Path)], args: &[&str]) -> std::process::Output {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_opennsg"));
+    command.args(args).env_remove("OPENNSG_TOKEN");
+    for (name, value) in envs {
+        command.env(name, value);
+    }
+    command.output().expect("opennsg runs")
+}
+
+/// Output bytes as text, for messages and `contains` checks.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
 pub fn ip(text: &str) -> IpAddr {
     text.parse().expect("test addresses parse")
 }
