@@ -3,9 +3,11 @@
 //! Commands run with separate arguments, never through a shell. A command can be prefixed (e.g.
 //! `ip netns exec NS`) so that benchmarks and tests can work inside a namespace of their own.
 
+use crate::hits::{Hits, RuleComment};
 use crate::ruleset::{ListingError, Ruleset, Table, TABLE};
 use ipnet::IpNet;
 use nftables::schema::Nftables;
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
@@ -129,6 +131,21 @@ impl Kernel {
             return Err(failure(format!("nft list table {table}"), &output));
         }
         Ok(Some(String::from_utf8_lossy(&output.stdout).into_owned()))
+    }
+
+    /// The hits of every security rule of `desired`, from the kernel's counters (zero for rules
+    /// the kernel does not have).
+    pub fn rule_hits(&self, desired: &Ruleset) -> Result<BTreeMap<RuleComment, Hits>, KernelError> {
+        let Some(raw) = self.list_raw(Table::Inet)? else {
+            return Ok(crate::hits::rule_hits(
+                desired,
+                &Nftables {
+                    objects: Default::default(),
+                },
+            ));
+        };
+        let listing: Nftables<'_> = serde_json::from_str(&raw).map_err(KernelError::ListingJson)?;
+        Ok(crate::hits::rule_hits(desired, &listing))
     }
 
     /// Which of our tables exist.

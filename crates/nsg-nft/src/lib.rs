@@ -2,10 +2,12 @@
 //!
 //! - [`render`]: policies → [`Ruleset`] (pure).
 //! - [`plan`]: two rulesets → one atomic `nft` transaction (pure).
+//! - [`hits`]: the kernel's per-rule counters summed per NSG rule (pure).
 //! - [`kernel`]: running `nft -j` and `conntrack` (the only IO).
 //! - [`Enforcer`]: keeps the kernel's table equal to the latest rendering: applies the difference,
 //!   forgets connections of NSGs with `flushConnection`, and reports and repairs drift.
 
+pub mod hits;
 pub mod kernel;
 pub mod plan;
 pub mod render;

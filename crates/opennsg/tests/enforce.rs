@@ -517,3 +517,48 @@ fn watch_picks_up_new_service_tags_and_keeps_connections() {
         "the established connection survived the new tags"
     );
 }
+
+/// `enforce --stats` counts, per NSG rule, the packets the rule decided: the first packet of
+/// each allowed connection and every denied packet (the rest of a connection passes as
+/// established and meets no rule).
+#[test]
+fn stats_count_the_packets_each_rule_decided() {
+    let topology = seed_topology(Attachment::Routed);
+    let env = fixture("seed-vms-http.json");
+    let env = env.to_str().expect("utf-8 path");
+    topology.opennsg(&["enforce", env, "--bind-by-mac"]);
+    for _ in 0..2 {
+        assert!(topology.tcp("inet", "vm2", 80), "internet → vm2:80");
+    }
+    for _ in 0..3 {
+        assert!(!topology.udp("inet", "vm2", 5000).0, "udp internet → vm2");
+    }
+    let output = topology.run(&["enforce", env, "--bind-by-mac", "--stats", "--json"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let stats: Value = serde_json::from_slice(&output.stdout).expect("--stats --json is JSON");
+    let hits = |nsg: &str, rule: &str| -> (u64, u64) {
+        let row = stats["rules"]
+            .as_array()
+            .expect("rules")
+            .iter()
+            .find(|r| r["networkSecurityGroup"] == nsg && r["rule"] == rule)
+            .unwrap_or_else(|| panic!("{nsg}/{rule} in {stats:#}"));
+        (
+            row["packets"].as_u64().expect("packets"),
+            row["bytes"].as_u64().expect("bytes"),
+        )
+    };
+    // Two SYNs (IPv4 20 + TCP header with options; at least 40 bytes each).
+    let (packets, bytes) = hits("NSG1", "securityRules/Allow-HTTP-Internet");
+    assert_eq!(packets, 2, "{stats:#}");
+    assert!(bytes >= 2 * 40, "{bytes}");
+    // Three datagrams of the same size.
+    let (packets, bytes) = hits("NSG1", "defaultSecurityRules/DenyAllInBound");
+    assert_eq!(packets, 3, "{stats:#}");
+    assert!(bytes >= 3 * 28 && bytes % 3 == 0, "{bytes}");
+    // Rules no traffic met are listed with zero.
+    assert_eq!(hits("NSG2", "securityRules/Deny-HTTP-Out"), (0, 0));
+    // Nothing was changed: the table is as rendered.
+    let check = topology.run(&["enforce", env, "--bind-by-mac", "--check"]);
+    assert!(check.status.success(), "{}", text(&check.stdout));
+}

@@ -4,9 +4,12 @@
 use super::EXIT_DENY;
 use anyhow::Result;
 use clap::Args;
+use nsg_nft::hits::{Hits, RuleComment};
 use nsg_policy::{Settings, SubscriptionType};
 use opennsg::inputs;
 use opennsg::tag_cache::{TagFiles, TagReloader};
+use serde::Serialize;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -44,6 +47,14 @@ pub(crate) struct EnforceArgs {
     /// Report how the kernel's table differs from the policy; change nothing. Exit 1 on drift.
     #[arg(long, conflicts_with = "watch")]
     pub(crate) check: bool,
+    /// Print how many packets and bytes each NSG rule decided (the kernel's counters since the
+    /// rule's chain was last written; a connection's first packet meets the rules, the rest pass
+    /// as established); change nothing.
+    #[arg(long, conflicts_with_all = ["watch", "dry_run", "check", "remove"])]
+    pub(crate) stats: bool,
+    /// With --stats: JSON instead of a table.
+    #[arg(long, requires = "stats")]
+    pub(crate) json: bool,
     /// Remove OpenNSG's table.
     #[arg(long, conflicts_with_all = ["watch", "dry_run", "check"])]
     pub(crate) remove: bool,
@@ -149,6 +160,55 @@ pub(crate) fn enforce(args: EnforceArgs) -> Result<u8> {
         }
         return Ok(if drift.is_empty() { 0 } else { EXIT_DENY });
     }
+    if args.stats {
+        let hits = enforcer.kernel().rule_hits(&rendered.ruleset)?;
+        print_hits(&hits, args.json)?;
+        return Ok(0);
+    }
     enforce::apply_once(&mut enforcer, rendered)?;
     Ok(0)
+}
+
+/// One NSG rule's hits, as `--stats --json` prints them.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RuleHits<'a> {
+    network_security_group: &'a str,
+    rule: &'a str,
+    priority: u32,
+    access: &'a str,
+    packets: u64,
+    bytes: u64,
+}
+
+fn print_hits(hits: &BTreeMap<RuleComment, Hits>, json: bool) -> Result<()> {
+    let rows: Vec<RuleHits<'_>> = hits
+        .iter()
+        .map(|(rule, hits)| RuleHits {
+            network_security_group: &rule.nsg,
+            rule: &rule.rule,
+            priority: rule.priority,
+            access: &rule.access,
+            packets: hits.packets,
+            bytes: hits.bytes,
+        })
+        .collect();
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "rules": rows }))?
+        );
+        return Ok(());
+    }
+    println!(
+        "{:<24} {:<40} {:>8} {:<6} {:>12} {:>14}",
+        "NSG", "RULE", "PRIORITY", "ACCESS", "PACKETS", "BYTES"
+    );
+    for row in rows {
+        println!(
+            "{:<24} {:<40} {:>8} {:<6} {:>12} {:>14}",
+            row.network_security_group, row.rule, row.priority, row.access, row.packets, row.bytes
+        );
+    }
+    Ok(())
 }
