@@ -67,6 +67,21 @@ pub fn rule_hits(desired: &Ruleset, listing: &Nftables<'_>) -> BTreeMap<RuleComm
         .filter_map(|rule| RuleComment::parse(rule.comment.as_deref()?))
         .map(|comment| (comment, Hits::default()))
         .collect();
+    add_counters(listing, &mut hits, false);
+    hits
+}
+
+/// The hits of every security rule the kernel's listing holds (for a running `enforce`, whose
+/// table is the policy in force).
+pub fn listed_rule_hits(listing: &Nftables<'_>) -> BTreeMap<RuleComment, Hits> {
+    let mut hits = BTreeMap::new();
+    add_counters(listing, &mut hits, true);
+    hits
+}
+
+/// Adds the counters of each listed security rule to its comment's total in `hits`; rules not
+/// in `hits` are added only with `add_unknown`.
+fn add_counters(listing: &Nftables<'_>, hits: &mut BTreeMap<RuleComment, Hits>, add_unknown: bool) {
     for object in listing.objects.iter() {
         let NfObject::ListObject(NfListObject::Rule(rule)) = object else {
             continue;
@@ -77,8 +92,10 @@ pub fn rule_hits(desired: &Ruleset, listing: &Nftables<'_>) -> BTreeMap<RuleComm
         let Some(comment) = rule.comment.as_deref().and_then(RuleComment::parse) else {
             continue;
         };
-        let Some(total) = hits.get_mut(&comment) else {
-            continue;
+        let total = match hits.get_mut(&comment) {
+            Some(total) => total,
+            None if add_unknown => hits.entry(comment).or_default(),
+            None => continue,
         };
         for statement in rule.expr.iter() {
             if let Statement::Counter(Counter::Anonymous(Some(counter))) = statement {
@@ -87,7 +104,6 @@ pub fn rule_hits(desired: &Ruleset, listing: &Nftables<'_>) -> BTreeMap<RuleComm
             }
         }
     }
-    hits
 }
 
 #[cfg(test)]

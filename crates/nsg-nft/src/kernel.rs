@@ -133,19 +133,23 @@ impl Kernel {
         Ok(Some(String::from_utf8_lossy(&output.stdout).into_owned()))
     }
 
-    /// The hits of every security rule of `desired`, from the kernel's counters (zero for rules
-    /// the kernel does not have).
-    pub fn rule_hits(&self, desired: &Ruleset) -> Result<BTreeMap<RuleComment, Hits>, KernelError> {
-        let Some(raw) = self.list_raw(Table::Inet)? else {
-            return Ok(crate::hits::rule_hits(
-                desired,
-                &Nftables {
-                    objects: Default::default(),
-                },
-            ));
+    /// The hits of every security rule of `desired` (zero for rules the kernel does not
+    /// have), or with `None` of every rule in the kernel's table, from the kernel's counters.
+    pub fn rule_hits(
+        &self,
+        desired: Option<&Ruleset>,
+    ) -> Result<BTreeMap<RuleComment, Hits>, KernelError> {
+        let raw = self.list_raw(Table::Inet)?;
+        let listing: Nftables<'_> = match &raw {
+            Some(raw) => serde_json::from_str(raw).map_err(KernelError::ListingJson)?,
+            None => Nftables {
+                objects: Default::default(),
+            },
         };
-        let listing: Nftables<'_> = serde_json::from_str(&raw).map_err(KernelError::ListingJson)?;
-        Ok(crate::hits::rule_hits(desired, &listing))
+        Ok(match desired {
+            Some(desired) => crate::hits::rule_hits(desired, &listing),
+            None => crate::hits::listed_rule_hits(&listing),
+        })
     }
 
     /// Which of our tables exist.

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod clients;
 pub mod config;
 pub mod enforce;
+pub mod enforce_metrics;
 pub mod inputs;
 pub mod query;
 pub mod replay;

@@ -280,13 +280,44 @@ fn enforce_follows_a_server_and_repairs_drift() {
     let http_allowed = || topology.tcp_to_running("inet", "vm2", 80).is_ok();
     let served = topology.serve(PORT);
     served.put_environment(&load("seed-vms-http.json"));
-    let _enforcer = served.watch(&["--bind", "vm2-nic=vm2", "--bind-by-mac"], &[]);
+    let metrics: SocketAddr = "127.0.0.1:19464".parse().expect("address");
+    let _enforcer = served.watch(
+        &[
+            "--bind",
+            "vm2-nic=vm2",
+            "--bind-by-mac",
+            "--metrics",
+            &metrics.to_string(),
+        ],
+        &[],
+    );
     // Before the first apply everything passes; the policy shows when port 22 closes.
     assert!(
         eventually(Duration::from_secs(20), || !topology.tcp("inet", "vm2", 22)),
         "the server's policy was enforced"
     );
     assert!(http_allowed(), "and it allows HTTP from the internet");
+    // --metrics serves the kernel's hit counts: the allowed connection and the denied probes.
+    let scrape = {
+        let mut stream =
+            nsg_netlab::tcp_connect(&topology.router, None, metrics, Duration::from_secs(5))
+                .expect("connect to --metrics");
+        nsg_netlab::http_request(&mut stream, "metrics", "GET", "/metrics", "", "").expect("scrape")
+    };
+    assert_eq!(scrape.status, 200, "{scrape:?}");
+    for (series, rule) in [
+        ("opennsg_rule_packets_total", "nsg=\"NSG1\",rule=\"securityRules/Allow-HTTP-Internet\",priority=\"200\",access=\"Allow\""),
+        ("opennsg_rule_packets_total", "nsg=\"NSG1\",rule=\"defaultSecurityRules/DenyAllInBound\",priority=\"65500\",access=\"Deny\""),
+    ] {
+        let prefix = format!("{series}{{{rule}}} ");
+        let count: u64 = scrape
+            .body
+            .lines()
+            .find_map(|line| line.strip_prefix(&prefix))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{prefix} in {}", scrape.body));
+        assert!(count >= 1, "{prefix}{count}");
+    }
 
     let mut long_lived = topology
         .tcp_to_running("inet", "vm2", 80)

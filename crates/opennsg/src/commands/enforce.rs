@@ -79,6 +79,9 @@ pub(crate) struct EnforceArgs {
     /// Seconds between comparisons of the kernel's table with the policy (drift repair).
     #[arg(long, default_value_t = 30.0, requires = "watch")]
     pub(crate) reconcile_interval: f64,
+    /// Serve the kernel's per-rule hit counts as Prometheus metrics at http://ADDR/metrics.
+    #[arg(long, value_name = "ADDR", requires = "watch")]
+    pub(crate) metrics: Option<std::net::SocketAddr>,
     /// Seconds between checks for new service tag files (SIGHUP checks at once).
     #[arg(long, default_value_t = 60.0, requires = "watch")]
     pub(crate) tags_interval: f64,
@@ -134,6 +137,9 @@ pub(crate) fn enforce(args: EnforceArgs) -> Result<u8> {
             reconcile_interval: Duration::from_secs_f64(args.reconcile_interval),
         };
         let agent = watch.agent()?;
+        if let Some(addr) = args.metrics {
+            opennsg::enforce_metrics::serve(addr, enforcer.kernel().clone())?;
+        }
         let (mut tags, catalog) =
             TagReloader::start(tag_files, Duration::from_secs_f64(args.tags_interval))?;
         let mut live = enforce::Following {
@@ -161,7 +167,7 @@ pub(crate) fn enforce(args: EnforceArgs) -> Result<u8> {
         return Ok(if drift.is_empty() { 0 } else { EXIT_DENY });
     }
     if args.stats {
-        let hits = enforcer.kernel().rule_hits(&rendered.ruleset)?;
+        let hits = enforcer.kernel().rule_hits(Some(&rendered.ruleset))?;
         print_hits(&hits, args.json)?;
         return Ok(0);
     }
