@@ -56,6 +56,9 @@ pub struct Summary {
     pub packets_denied: u64,
     /// Allowed by the rules but dropped: a flow table was full.
     pub packets_refused: u64,
+    /// TCP packets of no flow that cannot start one (a SYN-ACK, FIN or RST without a record):
+    /// dropped before any rule, as the kernel drops what conntrack marks invalid.
+    pub packets_without_flow: u64,
     /// Packets with neither address on a NIC of the environment.
     pub packets_unmapped: u64,
     /// Records that were not IP packets (ARP, later fragments, …).
@@ -63,6 +66,24 @@ pub struct Summary {
     pub by_rule: Vec<(Decider, Counts)>,
     /// Flow log tuples that version 2 cannot represent (ICMP and other protocols).
     pub flow_log_events_skipped: u64,
+}
+
+impl Summary {
+    /// The summary's first line, for people.
+    pub fn headline(&self) -> String {
+        format!(
+            "{} packets: {} allowed, {} denied, {} refused (flow table full), {} of no flow \
+             (TCP SYN-ACK, FIN or RST without a record), {} not to or from a NIC of the \
+             environment; {} records skipped (not IP)",
+            self.packets,
+            self.packets_allowed,
+            self.packets_denied,
+            self.packets_refused,
+            self.packets_without_flow,
+            self.packets_unmapped,
+            self.records_skipped
+        )
+    }
 }
 
 /// The result of a replay: the summary and the flow logs.
@@ -214,18 +235,30 @@ impl ReplayState {
             PacketOutcome::Established(rule) => (*rule, Access::Allow, false),
             PacketOutcome::NewFlow(v) => (logging_rule(v, direction), Access::Allow, true),
             PacketOutcome::AllowedStateless(v) => (logging_rule(v, direction), Access::Allow, true),
-            PacketOutcome::Denied(v) => {
+            PacketOutcome::Denied {
+                verdict,
+                first_attempt,
+            } => {
                 self.summary.packets_denied += 1;
-                let platform = v.platform.map(|p| p.reference());
+                let platform = verdict.platform.map(|p| p.reference());
                 self.add(
-                    decider(nic, logging_rule(v, direction), platform, Access::Deny),
+                    decider(
+                        nic,
+                        logging_rule(verdict, direction),
+                        platform,
+                        Access::Deny,
+                    ),
                     meta,
-                    true,
+                    *first_attempt,
                 );
                 return;
             }
             PacketOutcome::TableFull => {
                 self.summary.packets_refused += 1;
+                return;
+            }
+            PacketOutcome::WithoutFlow => {
+                self.summary.packets_without_flow += 1;
                 return;
             }
         };

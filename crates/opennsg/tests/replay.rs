@@ -210,10 +210,80 @@ fn traffic() -> Vec<PacketMeta> {
     packets
 }
 
+/// One flow tuple of a flow log document, with the NSG, the rule label and the NIC it is under.
+#[derive(Debug)]
+struct Tuple {
+    nsg: String,
+    label: String,
+    nic: &'static str,
+    /// The tuple's comma-separated fields.
+    fields: Vec<String>,
+}
+
+fn tuples(document: &Value) -> Vec<Tuple> {
+    let macs: HashMap<&str, &'static str> = [
+        ("000D3AC5060A", "vm1-nic"),
+        ("000D3A1923CF", "vm2-nic"),
+        ("000D3A89866F", "vm3-nic"),
+        ("000D3A337312", "vm4-nic"),
+    ]
+    .into();
+    let mut tuples = Vec::new();
+    for record in document["records"].as_array().unwrap() {
+        let nsg = record["resourceId"]
+            .as_str()
+            .unwrap()
+            .rsplit('/')
+            .next()
+            .unwrap();
+        for rule in record["properties"]["flows"].as_array().unwrap() {
+            for by_mac in rule["flows"].as_array().unwrap() {
+                for tuple in by_mac["flowTuples"].as_array().unwrap() {
+                    tuples.push(Tuple {
+                        nsg: nsg.to_string(),
+                        label: rule["rule"].as_str().unwrap().to_string(),
+                        nic: macs[by_mac["mac"].as_str().unwrap()],
+                        fields: tuple
+                            .as_str()
+                            .unwrap()
+                            .split(',')
+                            .map(String::from)
+                            .collect(),
+                    });
+                }
+            }
+        }
+    }
+    tuples
+}
+
 fn temp(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("opennsg-replay-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir.join(name)
+}
+
+/// Replays `bytes` (a capture file's content) and returns the summary and the flow logs.
+fn replay_bytes(name: &str, bytes: &[u8]) -> (Value, Value) {
+    let capture = temp(name);
+    let logs = temp(&format!("{name}.flowlogs.json"));
+    std::fs::write(&capture, bytes).unwrap();
+    let (code, summary, stderr) = replay(&capture, &logs);
+    assert_eq!(code, 0, "{name}: {stderr}");
+    let document = serde_json::from_str(&std::fs::read_to_string(&logs).unwrap()).unwrap();
+    (summary, document)
+}
+
+/// A summary's line for `rule` (`securityRules/NAME`, …) of `nsg`: (flows, packets).
+fn by_rule(summary: &Value, nsg: &str, rule: &str) -> Option<(u64, u64)> {
+    summary["byRule"].as_array()?.iter().find_map(|entry| {
+        (entry[0]["networkSecurityGroup"] == nsg && entry[0]["rule"] == rule).then(|| {
+            (
+                entry[1]["flows"].as_u64().unwrap_or(0),
+                entry[1]["packets"].as_u64().unwrap_or(0),
+            )
+        })
+    })
 }
 
 fn replay(capture: &Path, logs: &Path) -> (i32, Value, String) {
@@ -273,53 +343,14 @@ fn flow_logs_are_valid_version_2_and_agree_with_verify_for_every_flow() {
         ("seed.pcap", write_pcap(&traffic(), Link::Ethernet)),
         ("seed.pcapng", write_pcapng(&traffic())),
     ] {
-        let capture = temp(name);
-        let logs = temp(&format!("{name}.flowlogs.json"));
-        std::fs::write(&capture, bytes).unwrap();
-        let (code, summary, stderr) = replay(&capture, &logs);
-        assert_eq!(code, 0, "{stderr}");
-        let document: Value =
-            serde_json::from_str(&std::fs::read_to_string(&logs).unwrap()).unwrap();
+        let (summary, document) = replay_bytes(name, &bytes);
         if let Err(errors) = check_v2_document(&document) {
             panic!("{name}: invalid flow logs:\n{}", errors.join("\n"));
         }
 
-        let macs: HashMap<&str, &str> = [
-            ("000D3AC5060A", "vm1-nic"),
-            ("000D3A1923CF", "vm2-nic"),
-            ("000D3A89866F", "vm3-nic"),
-            ("000D3A337312", "vm4-nic"),
-        ]
-        .into();
-        let mut begins = Vec::new();
-        let mut states = String::new();
-        for record in document["records"].as_array().unwrap() {
-            let nsg = record["resourceId"]
-                .as_str()
-                .unwrap()
-                .rsplit('/')
-                .next()
-                .unwrap()
-                .to_string();
-            for rule in record["properties"]["flows"].as_array().unwrap() {
-                let label = rule["rule"].as_str().unwrap();
-                for by_mac in rule["flows"].as_array().unwrap() {
-                    let nic = macs[by_mac["mac"].as_str().unwrap()];
-                    for tuple in by_mac["flowTuples"].as_array().unwrap() {
-                        let f: Vec<&str> = tuple.as_str().unwrap().split(',').collect();
-                        states.push_str(f[8]);
-                        if f[8] == "B" {
-                            begins.push((
-                                nsg.clone(),
-                                label.to_string(),
-                                nic,
-                                f.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
-                            ));
-                        }
-                    }
-                }
-            }
-        }
+        let tuples = tuples(&document);
+        let states: String = tuples.iter().map(|t| t.fields[8].as_str()).collect();
+        let begins: Vec<&Tuple> = tuples.iter().filter(|t| t.fields[8] == "B").collect();
         // Every flow the NSGs saw: the HTTP connections, the two denied attempts, the intra-subnet
         // connection (at VM1 and at VM2), and VM3's DNS query. VM4 has no NSG; pings have no tuple.
         assert_eq!(begins.len(), 7, "{name}: {begins:?}");
@@ -327,7 +358,13 @@ fn flow_logs_are_valid_version_2_and_agree_with_verify_for_every_flow() {
             states.contains('C') && states.contains('E'),
             "{name}: states {states}"
         );
-        for (nsg, label, nic, f) in &begins {
+        for Tuple {
+            nsg,
+            label,
+            nic,
+            fields: f,
+        } in begins
+        {
             let (src, dst, sport, dport, protocol, direction, decision) =
                 (&f[1], &f[2], &f[3], &f[4], &f[5], &f[6], &f[7]);
             let (direction, local, remote) = if direction == "I" {
@@ -364,17 +401,10 @@ fn flow_logs_are_valid_version_2_and_agree_with_verify_for_every_flow() {
             "three SYNs to 22 and one to the internet on 80"
         );
         assert_eq!(summary["packetsUnmapped"], 0);
-        let by_rule = summary["byRule"].as_array().unwrap();
-        let denied_22 = by_rule
-            .iter()
-            .find(|e| e[0]["rule"] == "defaultSecurityRules/DenyAllInBound")
-            .unwrap();
         assert_eq!(
-            (
-                denied_22[0]["networkSecurityGroup"].as_str(),
-                denied_22[1]["packets"].as_u64()
-            ),
-            (Some("NSG1"), Some(3))
+            by_rule(&summary, "NSG1", "defaultSecurityRules/DenyAllInBound"),
+            Some((1, 3)),
+            "three attempts of one denied flow"
         );
         assert!(
             summary["flowLogEventsSkipped"].as_u64().unwrap() >= 1,
@@ -400,4 +430,72 @@ fn a_truncated_capture_names_the_packet() {
     let (code, _, stderr) = replay(&capture, &temp("garbage.json"));
     assert_eq!(code, 2);
     assert!(stderr.contains("not a pcap or pcapng capture"), "{stderr}");
+}
+
+/// Issue 12: after a denied SYN, the server's SYN-ACK was logged as a new allowed outbound flow.
+#[test]
+fn a_syn_ack_without_a_flow_is_not_logged_as_a_new_flow() {
+    let from_vm1 = |at, flags| packet(at, 6, VM1, 22, INTERNET, 50001, Some(flags));
+    let packets = [
+        packet(
+            T0,
+            6,
+            INTERNET,
+            50001,
+            VM1,
+            22,
+            Some(flags(true, false, false, false)),
+        ),
+        // The server's SYN-ACK, then its RST.
+        from_vm1(T0, flags(true, true, false, false)),
+        from_vm1(T0 + 1, flags(false, true, false, true)),
+    ];
+    let (summary, document) = replay_bytes("syn-ack.pcap", &write_pcap(&packets, Link::Ethernet));
+    assert_eq!(
+        (
+            &summary["packetsDenied"],
+            &summary["packetsWithoutFlow"],
+            &summary["packetsAllowed"]
+        ),
+        (&Value::from(1), &Value::from(2), &Value::from(0)),
+        "{summary}"
+    );
+    let tuples = tuples(&document);
+    let decisions: Vec<(&str, &str)> = tuples
+        .iter()
+        .map(|t| (t.label.as_str(), t.fields[7].as_str()))
+        .collect();
+    assert_eq!(decisions, [("DefaultRule_DenyAllInBound", "D")]);
+}
+
+/// Issue 12: the retransmitted SYNs of one denied connection counted as separate flows; Azure
+/// logs one flow, and its attempts once a minute.
+#[test]
+fn retransmitted_syns_of_a_denied_connection_are_one_flow() {
+    let minute = T0 - T0 % 60;
+    let attempts: Vec<PacketMeta> = [0, 1, 3, 7, 15, 31, 63]
+        .iter()
+        .map(|after| {
+            packet(
+                minute + after,
+                6,
+                INTERNET,
+                50001,
+                VM1,
+                22,
+                Some(flags(true, false, false, false)),
+            )
+        })
+        .collect();
+    let (summary, document) =
+        replay_bytes("retransmitted.pcap", &write_pcap(&attempts, Link::Ethernet));
+    assert_eq!(
+        by_rule(&summary, "NSG1", "defaultSecurityRules/DenyAllInBound"),
+        Some((1, 7))
+    );
+    let times: Vec<u64> = tuples(&document)
+        .iter()
+        .map(|t| t.fields[0].parse::<u64>().unwrap() - minute)
+        .collect();
+    assert_eq!(times, [0, 63], "one tuple in each minute with attempts");
 }
