@@ -5,10 +5,13 @@
 //! that NIC (outbound there), a packet to one arrives (inbound there); traffic between two NICs
 //! of the environment crosses both, outbound first. Each NIC has its own flow table, driven by
 //! the capture's timestamps.
+//!
+//! A capture of several interfaces (`tcpdump -i any` on a router) holds each forwarded packet
+//! twice, arriving and leaving: the copies are recognised ([`CopyFilter`]) and replayed once.
 
 use anyhow::Result;
 use ipnet::IpNet;
-use nsg_capture::Capture;
+use nsg_capture::{Capture, CopyFilter};
 use nsg_model::model::{Model, NetworkInterface};
 use nsg_model::rule::{Access, Direction};
 use nsg_model::ResourceId;
@@ -63,6 +66,9 @@ pub struct Summary {
     pub packets_unmapped: u64,
     /// Records that were not IP packets (ARP, later fragments, …).
     pub records_skipped: u64,
+    /// Further copies of packets the capture recorded on several interfaces (a router's
+    /// incoming and outgoing copy): not replayed, and not in `packets`.
+    pub packet_copies: u64,
     pub by_rule: Vec<(Decider, Counts)>,
     /// Flow log tuples that version 2 cannot represent (ICMP and other protocols).
     pub flow_log_events_skipped: u64,
@@ -71,7 +77,7 @@ pub struct Summary {
 impl Summary {
     /// The summary's first line, for people.
     pub fn headline(&self) -> String {
-        format!(
+        let mut line = format!(
             "{} packets: {} allowed, {} denied, {} refused (flow table full), {} of no flow \
              (TCP SYN-ACK, FIN or RST without a record), {} not to or from a NIC of the \
              environment; {} records skipped (not IP)",
@@ -82,7 +88,14 @@ impl Summary {
             self.packets_without_flow,
             self.packets_unmapped,
             self.records_skipped
-        )
+        );
+        if self.packet_copies > 0 {
+            line.push_str(&format!(
+                "; {} further copies of packets recorded on several interfaces, replayed once",
+                self.packet_copies
+            ));
+        }
+        line
     }
 }
 
@@ -120,7 +133,12 @@ pub fn replay(
     let mut state = ReplayState::default();
     let mut events = Vec::new();
     let mut last_tick: Option<Time> = None;
+    let mut copies = CopyFilter::new();
     for packet in &capture.packets {
+        if copies.is_copy(packet) {
+            state.summary.packet_copies += 1;
+            continue;
+        }
         let meta = &packet.meta;
         // Flow tables age by the capture's clock: end idle flows and report long ones once a
         // captured minute. (Packets of expired flows are caught on arrival; the tick only

@@ -1,14 +1,23 @@
 //! `opennsg replay` end to end: a capture built with a packet library (real Ethernet/IP/TCP/UDP
 //! frames in a pcap file) through the seed's VM1–VM4 environment. The flow logs must be valid
-//! version 2 documents, and every flow in them must agree with `opennsg verify`.
+//! version 2 documents, and every flow in them must agree with `opennsg verify`. And a real
+//! capture: `tcpdump -i any` on the router of a network lab (needs root and tcpdump).
+
+mod support;
 
 use assert_cmd::Command;
-use nsg_capture::{write_pcap, write_pcapng, Link};
+use nsg_capture::{
+    read_capture, write_pcap, write_pcap_recorded, write_pcapng, CapturePoint, Link, LinkDirection,
+    RecordedPacket,
+};
 use nsg_policy::flow_log::check_v2_document;
 use nsg_policy::packet::{IcmpKind, PacketMeta, TcpFlags, Time};
 use serde_json::Value;
 use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+use support::{seed_topology, Attachment, Child, DENIED_AFTER};
 
 const VM1: &str = "10.0.1.4";
 const VM2: &str = "10.0.1.5";
@@ -498,4 +507,274 @@ fn retransmitted_syns_of_a_denied_connection_are_one_flow() {
         .map(|t| t.fields[0].parse::<u64>().unwrap() - minute)
         .collect();
     assert_eq!(times, [0, 63], "one tuple in each minute with attempts");
+}
+
+/// Each packet as `tcpdump -i any` on a router records it: arriving on one interface, then
+/// leaving by another with its TTL one less.
+fn recorded_twice(packets: &[PacketMeta]) -> Vec<RecordedPacket> {
+    let point = |if_index, direction| CapturePoint {
+        interface: 0,
+        if_index: Some(if_index),
+        direction: Some(direction),
+    };
+    packets
+        .iter()
+        .flat_map(|meta| {
+            let leaving = PacketMeta {
+                time: Time(meta.time.micros() + 40),
+                ..*meta
+            };
+            [
+                RecordedPacket {
+                    meta: *meta,
+                    point: point(2, LinkDirection::Incoming),
+                    hop_limit: 64,
+                },
+                RecordedPacket {
+                    meta: leaving,
+                    point: point(3, LinkDirection::Outgoing),
+                    hop_limit: 63,
+                },
+            ]
+        })
+        .collect()
+}
+
+/// A summary without its count of copies, to compare captures with and without them.
+fn without_copies(mut summary: Value) -> Value {
+    summary
+        .as_object_mut()
+        .and_then(|fields| fields.remove("packetCopies"));
+    summary
+}
+
+/// Issue 12: a capture taken with `tcpdump -i any` counted forwarded packets twice.
+#[test]
+fn tcpdump_any_duplicates_count_once() {
+    let (single, single_logs) =
+        replay_bytes("single.pcap", &write_pcap(&traffic(), Link::Ethernet));
+    for link in [Link::LinuxSll2, Link::LinuxSll] {
+        let bytes = write_pcap_recorded(&recorded_twice(&traffic()), link);
+        let (doubled, doubled_logs) = replay_bytes(&format!("doubled-{link:?}.pcap"), &bytes);
+        assert_eq!(doubled["packetCopies"], traffic().len(), "{link:?}");
+        assert_eq!(
+            without_copies(doubled),
+            without_copies(single.clone()),
+            "{link:?}"
+        );
+        assert_eq!(doubled_logs, single_logs, "{link:?}");
+    }
+}
+
+/// `tcpdump -i any` in a namespace, writing a capture file; killed if the test ends early.
+struct Tcpdump {
+    process: Child,
+    stderr: BufReader<std::process::ChildStderr>,
+    file: PathBuf,
+}
+
+impl Tcpdump {
+    /// Starts tcpdump on every interface of `ns`, with cooked headers of `link_type`, for IPv4
+    /// without multicast; returns when it listens.
+    fn start(ns: &nsg_netlab::Netns, link_type: &str, file: PathBuf) -> Tcpdump {
+        let spawned = ns
+            .run(|| {
+                std::process::Command::new("tcpdump")
+                    .args(["-i", "any", "-y", link_type, "-Z", "root", "-U"])
+                    // Immediate mode's ring has a slot per snapshot length: short
+                    // snapshots (headers and the start of payloads are enough) and a large
+                    // buffer, so that no burst overflows it.
+                    .args(["--immediate-mode", "-s", "512", "-B", "8192", "-n", "-w"])
+                    .arg(&file)
+                    .arg("ip and not ip multicast")
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+            })
+            .expect("tcpdump runs (install it: apt-get install tcpdump, as .ci/run does)");
+        let mut process = Child(spawned);
+        let stderr = process.0.stderr.take().expect("tcpdump's stderr is piped");
+        let mut tcpdump = Tcpdump {
+            process,
+            stderr: BufReader::new(stderr),
+            file,
+        };
+        let mut said = String::new();
+        while !said.contains("listening on") {
+            let before = said.len();
+            tcpdump
+                .stderr
+                .read_line(&mut said)
+                .expect("tcpdump's stderr");
+            assert!(
+                said.len() > before,
+                "tcpdump ended without listening: {said}"
+            );
+        }
+        assert!(said.contains(link_type), "{said}");
+        tcpdump
+    }
+
+    /// Stops tcpdump as a user would (SIGTERM, so it writes what it holds), waits for it and
+    /// returns its statistics.
+    fn stop(mut self) -> String {
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &self.process.0.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+        self.process.0.wait().expect("tcpdump ends");
+        let mut statistics = String::new();
+        std::io::Read::read_to_string(&mut self.stderr, &mut statistics).expect("stderr");
+        statistics
+    }
+}
+
+/// Runs the traffic of [`a_real_tcpdump_any_capture_on_a_router_replays_each_packet_once`]
+/// under `tcpdump -i any` in the router of a lab (no enforcement: the captures see everything),
+/// one capture per cooked version in `link_types`, and replays each. Checks every replay against
+/// the same capture less its copies, as tcpdump's own filter picks them (`oracle`: the packets
+/// to keep, in tcpdump's filter language), and returns the summaries.
+fn capture_and_replay(lab: &support::Topology, link_types: &[&str], oracle: &str) -> Vec<Value> {
+    let dir = tempfile::tempdir().unwrap();
+    // IPv4 only and no multicast, so that the router's own neighbour discovery and IGMP stay
+    // out: its filter could not tell them from copies.
+    let captures: Vec<Tcpdump> = link_types
+        .iter()
+        .map(|link_type| {
+            let file = dir.path().join(format!("{link_type}.pcap"));
+            Tcpdump::start(&lab.router, link_type, file)
+        })
+        .collect();
+
+    for _ in 0..3 {
+        assert!(lab.tcp("inet", "vm1", 80), "HTTP to VM1");
+    }
+    assert!(lab.tcp("vm2", "vm3", 443), "VM2 to VM3");
+    assert_eq!(lab.udp("vm4", "inet", 53), (true, true), "VM4's DNS query");
+    assert!(lab.ping("vm3", "inet"), "VM3 pings the internet");
+    // Nothing listens on VM1's port 22: the SYN is answered by a RST.
+    let (inet, vm1) = (lab.host("inet"), lab.host("vm1"));
+    let refused = nsg_netlab::tcp_connect(
+        &inet.ns,
+        Some(inet.address),
+        std::net::SocketAddr::new(vm1.address, 22),
+        DENIED_AFTER,
+    );
+    assert!(refused.is_err(), "nothing listens on VM1:22");
+    // The echo servers' connections close; then the captures stop.
+    std::thread::sleep(Duration::from_millis(500));
+
+    let mut summaries = Vec::new();
+    for tcpdump in captures {
+        let file = tcpdump.file.clone();
+        let statistics = tcpdump.stop();
+        assert!(
+            statistics
+                .lines()
+                .any(|l| l == "0 packets dropped by kernel"),
+            "{statistics}"
+        );
+        let bytes = std::fs::read(&file).unwrap();
+        let recorded = read_capture(&bytes).unwrap().packets.len();
+        let once_file = file.with_extension("once.pcap");
+        let filtered = std::process::Command::new("tcpdump")
+            .arg("-r")
+            .arg(&file)
+            .arg("-w")
+            .arg(&once_file)
+            .arg(oracle)
+            .output()
+            .expect("tcpdump runs");
+        let stderr = String::from_utf8_lossy(&filtered.stderr);
+        assert!(filtered.status.success(), "{stderr}");
+        let once = std::fs::read(&once_file).unwrap();
+
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        let (summary, logs) = replay_bytes(&name, &bytes);
+        let (expected, expected_logs) = replay_bytes(&format!("{name}.once"), &once);
+        let copies = summary["packetCopies"].as_u64().unwrap_or(0);
+        assert!(copies > 0, "{name}: {summary}");
+        assert_eq!(
+            summary["packets"].as_u64().map(|p| p + copies),
+            Some(recorded as u64),
+            "{name}: {summary}"
+        );
+        assert_eq!(
+            without_copies(summary.clone()),
+            without_copies(expected),
+            "{name}"
+        );
+        assert_eq!(logs, expected_logs, "{name}");
+        summaries.push(summary);
+    }
+    summaries
+}
+
+/// A real capture: `tcpdump -i any` in the router namespace of a lab while TCP, UDP and ICMP
+/// cross it. Routed guests: each forwarded packet is in the capture twice, arriving and leaving.
+/// Guests on a bridge: a routed packet is also seen on the bridge device, and a bridged one on
+/// two ports. The replay counts each packet once: its summary and flow logs are those of the
+/// capture less its copies as tcpdump's filter picks them (incoming copies only; on the bridge,
+/// not the bridge device's), both cooked versions replay alike, and the flows are those sent.
+/// Version 1 has no interface index, so it is not asked to see through a bridge (D10).
+#[test]
+fn a_real_tcpdump_any_capture_on_a_router_replays_each_packet_once() {
+    for attachment in [Attachment::Routed, Attachment::Bridged] {
+        let lab = seed_topology(attachment);
+        let summaries = match &lab.bridge {
+            None => capture_and_replay(&lab, &["LINUX_SLL2", "LINUX_SLL"], "inbound"),
+            Some(bridge) => {
+                let link = lab
+                    .router
+                    .exec("ip", ["-o", "link", "show", "dev", bridge.name()])
+                    .expect("ip runs");
+                let listing = String::from_utf8_lossy(&link.stdout).into_owned();
+                let index = listing.split(':').next().unwrap_or_default().trim();
+                assert!(index.parse::<u32>().is_ok(), "{listing}");
+                let oracle = format!("inbound and not ifindex {index}");
+                capture_and_replay(&lab, &["LINUX_SLL2"], &oracle)
+            }
+        };
+        let summary = &summaries[0];
+        for other in &summaries[1..] {
+            assert_eq!(
+                other, summary,
+                "{attachment:?}: both cooked versions replay alike"
+            );
+        }
+        // Routed, every packet has one copy; through the bridge, traffic with the internet host
+        // has two (the bridge device's and the port's), bridged traffic one.
+        let (packets, copies) = (&summary["packets"], &summary["packetCopies"]);
+        match attachment {
+            Attachment::Routed => assert_eq!(copies, packets, "{summary}"),
+            Attachment::Bridged => assert!(copies.as_u64() > packets.as_u64(), "{summary}"),
+        }
+        let flows = |nsg, rule| by_rule(summary, nsg, rule).map(|(flows, _)| flows);
+        let sent = [
+            (("NSG2", "securityRules/Allow-HTTP-Internet"), 3),
+            (("NSG1", "defaultSecurityRules/AllowVnetOutBound"), 1),
+            (("NSG2", "defaultSecurityRules/AllowVnetInBound"), 1),
+            (("NSG2", "defaultSecurityRules/AllowInternetOutBound"), 1),
+            (("(none)", "(no NSG at vm4-nic)"), 1),
+            (("NSG1", "defaultSecurityRules/DenyAllInBound"), 1),
+        ];
+        for ((nsg, rule), expected) in sent {
+            assert_eq!(
+                flows(nsg, rule),
+                Some(expected),
+                "{attachment:?}: {rule} at {nsg}"
+            );
+        }
+        assert_eq!(
+            by_rule(summary, "(none)", "(no NSG at vm4-nic)"),
+            Some((1, 2)),
+            "{attachment:?}: one datagram and its answer"
+        );
+        assert_eq!(
+            summary["packetsWithoutFlow"], 1,
+            "{attachment:?}: VM1's RST: {summary}"
+        );
+        assert_eq!(summary["packetsUnmapped"], 0, "{attachment:?}: {summary}");
+    }
 }
