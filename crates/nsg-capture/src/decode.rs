@@ -1,5 +1,6 @@
 //! One captured frame → [`PacketMeta`], with etherparse doing the header parsing.
 
+use std::hash::{DefaultHasher, Hasher};
 use std::net::IpAddr;
 
 use etherparse::err::tcp::HeaderSliceError as TcpSliceError;
@@ -11,7 +12,7 @@ use etherparse::{
 };
 use nsg_policy::packet::{IcmpKind, PacketMeta, TcpFlags, Time};
 
-use crate::SkipReason;
+use crate::{LinkDirection, SkipReason};
 
 /// The link layers this crate decodes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,10 +44,25 @@ impl LinkKind {
 
 const SLL_HEADER_LEN: usize = 16;
 const SLL2_HEADER_LEN: usize = 20;
+/// Linux's `PACKET_OUTGOING`: the packet type of a packet the host sent. Types 0 to 3 (to the
+/// host, broadcast, multicast, to another host) are packets it received.
+pub(crate) const PACKET_OUTGOING: u16 = 4;
+/// How many bytes of an IP packet its fingerprint covers: IP and transport headers with options,
+/// and the start of the payload.
+const FINGERPRINT_BYTES: usize = 128;
+
 /// Address family values for IPv4 (all systems) and IPv6 (Linux, the BSDs, macOS) in a BSD
 /// loopback header.
 const AF_INET: u32 = 2;
 const AF_INET6: [u32; 4] = [10, 24, 28, 30];
+
+/// A decoded frame: the packet, and what the link header says about where it was seen.
+pub(crate) struct Decoded {
+    pub meta: PacketMeta,
+    pub direction: Option<LinkDirection>,
+    pub if_index: Option<u32>,
+    pub fingerprint: u64,
+}
 
 /// Decodes one frame. `orig_len` is the frame's length on the wire (the record's original
 /// length), used only when the IP header does not give the packet's size.
@@ -55,9 +71,53 @@ pub(crate) fn decode(
     frame: &[u8],
     orig_len: u32,
     time: Time,
-) -> Result<PacketMeta, SkipReason> {
+) -> Result<Decoded, SkipReason> {
     let sliced = slice_frame(link, frame)?;
-    meta_of(&sliced, frame, orig_len, time)
+    let (meta, fingerprint) = meta_of(&sliced, frame, orig_len, time)?;
+    let (packet_type, if_index) = match link {
+        LinkKind::LinuxSll => (
+            frame.first_chunk::<2>().map(|t| u16::from_be_bytes(*t)),
+            None,
+        ),
+        LinkKind::LinuxSll2 => (
+            frame.get(10).map(|t| u16::from(*t)),
+            frame
+                .get(4..8)
+                .and_then(|index| index.try_into().ok())
+                .map(u32::from_be_bytes),
+        ),
+        _ => (None, None),
+    };
+    let direction = packet_type.and_then(|t| match t {
+        0..=3 => Some(LinkDirection::Incoming),
+        PACKET_OUTGOING => Some(LinkDirection::Outgoing),
+        _ => None,
+    });
+    Ok(Decoded {
+        meta,
+        direction,
+        if_index,
+        fingerprint,
+    })
+}
+
+/// The fingerprint of an IP packet (`ip`: its bytes as captured, up to its length): a hash of
+/// its first bytes with the fields a router changes as zero.
+fn fingerprint(ip: &[u8], v6: bool) -> u64 {
+    let mut bytes = [0u8; FINGERPRINT_BYTES];
+    let covered = ip.len().min(FINGERPRINT_BYTES);
+    bytes[..covered].copy_from_slice(&ip[..covered]);
+    if v6 {
+        // Hop limit.
+        bytes[7] = 0;
+    } else {
+        // TTL and header checksum.
+        bytes[8] = 0;
+        bytes[10..12].fill(0);
+    }
+    let mut hasher = DefaultHasher::new();
+    hasher.write(&bytes[..covered]);
+    hasher.finish()
 }
 
 fn malformed(err: impl std::fmt::Display) -> SkipReason {
@@ -187,12 +247,13 @@ fn is_transport_layer(layer: Layer) -> bool {
     )
 }
 
+/// The packet of a sliced frame, and its fingerprint.
 fn meta_of(
     sliced: &LaxSlicedPacket<'_>,
     frame: &[u8],
     orig_len: u32,
     time: Time,
-) -> Result<PacketMeta, SkipReason> {
+) -> Result<(PacketMeta, u64), SkipReason> {
     let net = match &sliced.net {
         Some(LaxNetSlice::Arp(_)) => return Err(SkipReason::NotIp(ether_type_name(0x0806))),
         Some(net) => net,
@@ -261,6 +322,11 @@ fn meta_of(
 
     let link_len = (header_start as usize).saturating_sub(frame.as_ptr() as usize);
     let length = declared_len.unwrap_or_else(|| wire_len.saturating_sub(link_len).max(header_len));
+    // The packet's bytes without the link layer's padding (short Ethernet frames).
+    let ip_bytes = frame
+        .get(link_len..frame.len().min(link_len + length))
+        .unwrap_or_default();
+    let fingerprint = fingerprint(ip_bytes, matches!(net, LaxNetSlice::Ipv6(_)));
     let protocol = payload.ip_number.0;
     let mut meta = PacketMeta {
         time,
@@ -292,7 +358,7 @@ fn meta_of(
         58 => meta.icmp = Some(icmpv6(data)?),
         _ => {}
     }
-    Ok(meta)
+    Ok((meta, fingerprint))
 }
 
 /// The fragment offset (in 8-byte units) of an IPv6 fragment header among `exts`, if any.

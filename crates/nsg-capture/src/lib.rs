@@ -59,16 +59,25 @@
 //! (108). A pcap file of any other link type is [`CaptureError::UnsupportedLinkType`]; in a
 //! pcapng file the same holds when no interface has a supported link type, otherwise the
 //! packets of the unsupported interfaces are skipped one by one.
+//!
+//! # Captures of several interfaces
+//!
+//! A capture of several interfaces of a router (`tcpdump -i any`, or a pcapng file of several
+//! interfaces) records each forwarded packet twice: arriving on one interface and leaving on
+//! another. Each [`CapturedPacket`] says where it was seen ([`CapturePoint`]) and carries a
+//! fingerprint of its bytes that the copies share; [`CopyFilter`] recognises the copies.
 
 use std::fmt;
 
 use nsg_policy::packet::PacketMeta;
 
+mod copies;
 mod decode;
 mod read;
 mod write;
 
-pub use write::{write_pcap, write_pcapng, Link};
+pub use copies::{CopyFilter, COPY_WINDOW_MICROS};
+pub use write::{write_pcap, write_pcap_recorded, write_pcapng, Link, RecordedPacket};
 
 /// One IP packet of a capture.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -76,6 +85,34 @@ pub struct CapturedPacket {
     /// 1-based packet number in the file (every packet record counts, IP or not).
     pub number: u64,
     pub meta: PacketMeta,
+    /// Where the capturing host saw the packet, as far as the capture says.
+    pub point: CapturePoint,
+    /// A hash of the IP packet's first 128 bytes (headers and the start of the payload) with the
+    /// fields a router changes — IPv4 TTL and header checksum, IPv6 hop limit — taken as zero:
+    /// the copies of one forwarded packet share it. Stable within one version of this crate.
+    pub fingerprint: u64,
+}
+
+/// Where a capturing host saw a packet. Only some captures say: a Linux cooked capture
+/// (`tcpdump -i any`) gives the direction (its packet type) and, in version 2 (SLL2), the
+/// interface index; a pcapng file gives each packet's interface and may give the direction
+/// (the `epb_flags` option). What the capture does not say is `None` (or interface 0).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct CapturePoint {
+    /// The pcapng interface the packet was captured on; 0 in pcap files.
+    pub interface: u32,
+    /// The Linux interface index in a cooked capture v2 header.
+    pub if_index: Option<u32>,
+    pub direction: Option<LinkDirection>,
+}
+
+/// Which way a packet crossed the capturing host's interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LinkDirection {
+    /// Received: addressed to the host, broadcast, multicast, or to another host.
+    Incoming,
+    /// Sent by the host: its own packets and those it forwards.
+    Outgoing,
 }
 
 /// A packet record that did not become a [`CapturedPacket`].

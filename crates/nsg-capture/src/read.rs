@@ -1,9 +1,9 @@
 //! The capture file formats, read with pcap-file's slice parsers.
 
 use byteorder::{BigEndian, LittleEndian};
-use nsg_policy::packet::{PacketMeta, Time};
+use nsg_policy::packet::Time;
 use pcap_file::pcap::PcapParser;
-use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketBlock;
+use pcap_file::pcapng::blocks::enhanced_packet::{EnhancedPacketBlock, EnhancedPacketOption};
 use pcap_file::pcapng::blocks::interface_description::{
     InterfaceDescriptionBlock, InterfaceDescriptionOption,
 };
@@ -14,8 +14,10 @@ use pcap_file::pcapng::blocks::{
 use pcap_file::pcapng::{Block, PcapNgParser, RawBlock};
 use pcap_file::{Endianness, PcapError, TsResolution};
 
-use crate::decode::{decode, LinkKind};
-use crate::{Capture, CaptureError, CapturedPacket, Format, SkipReason, Skipped};
+use crate::decode::{decode, Decoded, LinkKind};
+use crate::{
+    Capture, CaptureError, CapturePoint, CapturedPacket, Format, LinkDirection, SkipReason, Skipped,
+};
 
 /// Progress is reported after this many packets.
 const PROGRESS_EVERY: u64 = 4096;
@@ -54,9 +56,26 @@ impl Sink {
         }
     }
 
-    fn push(&mut self, number: u64, decoded: Result<PacketMeta, SkipReason>) {
+    /// `interface` and `direction` are what the file format says of the packet (pcapng); the
+    /// link header's direction, when it gives one, comes first.
+    fn push(
+        &mut self,
+        number: u64,
+        interface: u32,
+        direction: Option<LinkDirection>,
+        decoded: Result<Decoded, SkipReason>,
+    ) {
         match decoded {
-            Ok(meta) => self.packets.push(CapturedPacket { number, meta }),
+            Ok(decoded) => self.packets.push(CapturedPacket {
+                number,
+                meta: decoded.meta,
+                point: CapturePoint {
+                    interface,
+                    if_index: decoded.if_index,
+                    direction: decoded.direction.or(direction),
+                },
+                fingerprint: decoded.fingerprint,
+            }),
             Err(reason) => self.skipped.push(Skipped { number, reason }),
         }
     }
@@ -116,7 +135,8 @@ fn read_pcap(bytes: &[u8], progress: &mut dyn FnMut(usize)) -> Result<Capture, C
             u64::from(record.ts_frac)
         };
         let time = Time(u64::from(record.ts_sec) * 1_000_000 + fraction);
-        sink.push(number, decode(link, &record.data, record.orig_len, time));
+        let decoded = decode(link, &record.data, record.orig_len, time);
+        sink.push(number, 0, None, decoded);
         if number.is_multiple_of(PROGRESS_EVERY) {
             progress(bytes.len() - rest.len());
         }
@@ -305,7 +325,7 @@ fn read_pcapng(bytes: &[u8], progress: &mut dyn FnMut(usize)) -> Result<Capture,
                         link_type: interface.link_type,
                     }),
                 };
-                sink.push(number, decoded);
+                sink.push(number, record.interface, record.direction, decoded);
                 if number.is_multiple_of(PROGRESS_EVERY) {
                     progress(bytes.len() - rest.len());
                 }
@@ -326,6 +346,20 @@ struct PacketRecord<'a> {
     orig_len: u32,
     data: &'a [u8],
     simple: bool,
+    /// From an enhanced packet block's `epb_flags`.
+    direction: Option<LinkDirection>,
+}
+
+/// The direction in an `epb_flags` option: its two lowest bits, 1 inbound and 2 outbound.
+fn flags_direction(options: &[EnhancedPacketOption<'_>]) -> Option<LinkDirection> {
+    options.iter().find_map(|option| match option {
+        EnhancedPacketOption::Flags(flags) => match flags & 0b11 {
+            1 => Some(LinkDirection::Incoming),
+            2 => Some(LinkDirection::Outgoing),
+            _ => None,
+        },
+        _ => None,
+    })
 }
 
 fn packet_record(raw: RawBlock<'_>, endianness: Endianness) -> Result<PacketRecord<'_>, PcapError> {
@@ -339,7 +373,7 @@ fn packet_record(raw: RawBlock<'_>, endianness: Endianness) -> Result<PacketReco
             timestamp,
             original_len,
             data,
-            ..
+            options,
         }) => PacketRecord {
             interface: interface_id,
             // pcap-file stores the raw 64-bit timestamp as nanoseconds, whatever the units.
@@ -347,6 +381,7 @@ fn packet_record(raw: RawBlock<'_>, endianness: Endianness) -> Result<PacketReco
             orig_len: original_len,
             data: borrowed(data),
             simple: false,
+            direction: flags_direction(&options),
         },
         Block::Packet(block) => PacketRecord {
             interface: u32::from(block.interface_id),
@@ -360,6 +395,7 @@ fn packet_record(raw: RawBlock<'_>, endianness: Endianness) -> Result<PacketReco
             orig_len: block.original_len,
             data: borrowed(block.data),
             simple: false,
+            direction: None,
         },
         Block::SimplePacket(block) => PacketRecord {
             interface: 0,
@@ -367,6 +403,7 @@ fn packet_record(raw: RawBlock<'_>, endianness: Endianness) -> Result<PacketReco
             orig_len: block.original_len,
             data: borrowed(block.data),
             simple: true,
+            direction: None,
         },
         _ => return Err(PcapError::InvalidField("not a packet block")),
     };

@@ -15,6 +15,9 @@ use pcap_file::pcapng::blocks::interface_description::{
 use pcap_file::pcapng::PcapNgWriter;
 use pcap_file::{DataLink, Endianness, TsResolution};
 
+use crate::decode::PACKET_OUTGOING;
+use crate::{CapturePoint, LinkDirection};
+
 /// The link layer of a written pcap file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Link {
@@ -22,13 +25,31 @@ pub enum Link {
     Ethernet,
     /// Bare IP packets (link type 101).
     RawIp,
+    /// Linux cooked capture (link type 113), as `tcpdump -i any` writes: the packet type says
+    /// the direction (`PACKET_HOST` for incoming, `PACKET_OUTGOING`).
+    LinuxSll,
+    /// Linux cooked capture v2 (link type 276): the direction and the interface index.
+    LinuxSll2,
 }
 
-impl Link {
-    fn header_len(self) -> usize {
-        match self {
-            Link::Ethernet => 14,
-            Link::RawIp => 0,
+/// A packet as a capture of several interfaces records it: where it was seen, and the TTL or
+/// hop limit it had there (a router's outgoing copy has one less).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RecordedPacket {
+    pub meta: PacketMeta,
+    /// Written in cooked headers only: the direction in both versions, the interface index
+    /// (0 when `None`) in version 2.
+    pub point: CapturePoint,
+    pub hop_limit: u8,
+}
+
+impl RecordedPacket {
+    /// `meta` as a packet received with hop limit 64, where no capture point is given.
+    pub fn new(meta: PacketMeta) -> RecordedPacket {
+        RecordedPacket {
+            meta,
+            point: CapturePoint::default(),
+            hop_limit: 64,
         }
     }
 }
@@ -36,6 +57,7 @@ impl Link {
 /// Snapshot length written in headers: above any frame built here (≤ 14 + 65 575 bytes).
 const SNAPLEN: u32 = 262_144;
 const SRC_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+const ETHERNET_HEADER_LEN: usize = 14;
 const DST_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
 
 /// Writes a little-endian, microsecond pcap file with one frame per packet.
@@ -48,7 +70,16 @@ const DST_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
 /// bytes of payload after the IP header (so IPv6 extension header numbers do not round-trip).
 /// A packet whose source and destination address families differ is written as IPv6 with the
 /// IPv4 address mapped (`::ffff:a.b.c.d`). Times beyond what the format can hold are clamped.
+/// Cooked frames are written as received (`PACKET_HOST`) on interface index 0; see
+/// [`write_pcap_recorded`] for the rest.
 pub fn write_pcap(packets: &[PacketMeta], link: Link) -> Vec<u8> {
+    let recorded: Vec<RecordedPacket> = packets.iter().copied().map(RecordedPacket::new).collect();
+    write_pcap_recorded(&recorded, link)
+}
+
+/// Like [`write_pcap`], with each packet's capture point (in cooked headers) and hop limit: for
+/// captures of several interfaces, such as `tcpdump -i any` on a router.
+pub fn write_pcap_recorded(packets: &[RecordedPacket], link: Link) -> Vec<u8> {
     let header = PcapHeader {
         version_major: 2,
         version_minor: 4,
@@ -58,16 +89,19 @@ pub fn write_pcap(packets: &[PacketMeta], link: Link) -> Vec<u8> {
         datalink: match link {
             Link::Ethernet => DataLink::ETHERNET,
             Link::RawIp => DataLink::RAW,
+            Link::LinuxSll => DataLink::LINUX_SLL,
+            Link::LinuxSll2 => DataLink::LINUX_SLL2,
         },
         ts_resolution: TsResolution::MicroSecond,
         endianness: Endianness::Little,
     };
     let mut writer =
         PcapWriter::with_header(Vec::new(), header).expect("writing to a Vec does not fail");
-    for meta in packets {
-        let frame = build_frame(meta, link);
+    for recorded in packets {
+        let frame = build_frame(recorded, link);
         // pcap seconds are 32 bits.
-        let micros = meta
+        let micros = recorded
+            .meta
             .time
             .micros()
             .min(u64::from(u32::MAX) * 1_000_000 + 999_999);
@@ -94,7 +128,7 @@ pub fn write_pcapng(packets: &[PacketMeta]) -> Vec<u8> {
         .write_pcapng_block(interface)
         .expect("writing to a Vec does not fail");
     for meta in packets {
-        let frame = build_frame(meta, Link::Ethernet);
+        let frame = build_frame(&RecordedPacket::new(*meta), Link::Ethernet);
         // 64-bit nanoseconds.
         let micros = meta.time.micros().min(u64::MAX / 1000);
         let block = EnhancedPacketBlock {
@@ -130,21 +164,75 @@ fn addresses(meta: &PacketMeta) -> Addresses {
     }
 }
 
-fn ip_step(link: Link, addresses: Addresses) -> PacketBuilderStep<IpHeaders> {
-    match (link, addresses) {
-        (Link::Ethernet, Addresses::V4(src, dst)) => {
-            PacketBuilder::ethernet2(SRC_MAC, DST_MAC).ipv4(src, dst, 64)
+/// The builder up to the IP header: an Ethernet header, or none (cooked headers are added after).
+fn ip_step(ethernet: bool, addresses: Addresses, hop_limit: u8) -> PacketBuilderStep<IpHeaders> {
+    match (ethernet, addresses) {
+        (true, Addresses::V4(src, dst)) => {
+            PacketBuilder::ethernet2(SRC_MAC, DST_MAC).ipv4(src, dst, hop_limit)
         }
-        (Link::Ethernet, Addresses::V6(src, dst)) => {
-            PacketBuilder::ethernet2(SRC_MAC, DST_MAC).ipv6(src, dst, 64)
+        (true, Addresses::V6(src, dst)) => {
+            PacketBuilder::ethernet2(SRC_MAC, DST_MAC).ipv6(src, dst, hop_limit)
         }
-        (Link::RawIp, Addresses::V4(src, dst)) => PacketBuilder::ipv4(src, dst, 64),
-        (Link::RawIp, Addresses::V6(src, dst)) => PacketBuilder::ipv6(src, dst, 64),
+        (false, Addresses::V4(src, dst)) => PacketBuilder::ipv4(src, dst, hop_limit),
+        (false, Addresses::V6(src, dst)) => PacketBuilder::ipv6(src, dst, hop_limit),
     }
 }
 
+/// ARPHRD_ETHER, the device type written in cooked headers.
+const ARPHRD_ETHER: u16 = 1;
+/// Linux's `PACKET_HOST`: a packet addressed to the capturing host.
+const PACKET_HOST: u16 = 0;
+
+/// The cooked capture header of `packet` for `link`, if it has one.
+fn cooked_header(packet: &RecordedPacket, link: Link) -> Option<Vec<u8>> {
+    let packet_type = match packet.point.direction {
+        Some(LinkDirection::Outgoing) => PACKET_OUTGOING,
+        Some(LinkDirection::Incoming) | None => PACKET_HOST,
+    };
+    let ether_type: u16 = match addresses(&packet.meta) {
+        Addresses::V4(..) => 0x0800,
+        Addresses::V6(..) => 0x86dd,
+    };
+    let mut address = [0u8; 8];
+    address[..6].copy_from_slice(&SRC_MAC);
+    let mut header = Vec::with_capacity(20);
+    match link {
+        Link::LinuxSll => {
+            header.extend_from_slice(&packet_type.to_be_bytes());
+            header.extend_from_slice(&ARPHRD_ETHER.to_be_bytes());
+            header.extend_from_slice(&6u16.to_be_bytes());
+            header.extend_from_slice(&address);
+            header.extend_from_slice(&ether_type.to_be_bytes());
+        }
+        Link::LinuxSll2 => {
+            header.extend_from_slice(&ether_type.to_be_bytes());
+            header.extend_from_slice(&[0, 0]);
+            header.extend_from_slice(&packet.point.if_index.unwrap_or(0).to_be_bytes());
+            header.extend_from_slice(&ARPHRD_ETHER.to_be_bytes());
+            header.push(packet_type as u8);
+            header.push(6);
+            header.extend_from_slice(&address);
+        }
+        Link::Ethernet | Link::RawIp => return None,
+    }
+    Some(header)
+}
+
 /// Builds the frame for one packet.
-fn build_frame(meta: &PacketMeta, link: Link) -> Vec<u8> {
+fn build_frame(packet: &RecordedPacket, link: Link) -> Vec<u8> {
+    let ip = build_ip_frame(&packet.meta, link == Link::Ethernet, packet.hop_limit);
+    match cooked_header(packet, link) {
+        Some(mut header) => {
+            header.extend_from_slice(&ip);
+            header
+        }
+        None => ip,
+    }
+}
+
+/// Builds an Ethernet frame (`ethernet`) or a bare IP packet for `meta`.
+fn build_ip_frame(meta: &PacketMeta, ethernet: bool, hop_limit: u8) -> Vec<u8> {
+    let link_header_len = if ethernet { ETHERNET_HEADER_LEN } else { 0 };
     let addresses = addresses(meta);
     let max_ip_len = match addresses {
         Addresses::V4(..) => 65_535,
@@ -154,9 +242,9 @@ fn build_frame(meta: &PacketMeta, link: Link) -> Vec<u8> {
     // Zero payload bytes that bring the IP packet to the target size, given the frame size
     // without payload.
     let payload = |empty_frame_len: usize| {
-        vec![0u8; target_ip_len.saturating_sub(empty_frame_len - link.header_len())]
+        vec![0u8; target_ip_len.saturating_sub(empty_frame_len - link_header_len)]
     };
-    let step = ip_step(link, addresses);
+    let step = ip_step(ethernet, addresses, hop_limit);
     let src_port = meta.src_port.unwrap_or(0);
     let dst_port = meta.dst_port.unwrap_or(0);
 
@@ -215,7 +303,7 @@ fn build_frame(meta: &PacketMeta, link: Link) -> Vec<u8> {
         // Other protocols, and transports the builder refuses (ICMPv6 over IPv4): the IP header
         // and zero bytes.
         frame.clear();
-        let step = ip_step(link, addresses);
+        let step = ip_step(ethernet, addresses, hop_limit);
         let payload = payload(step.size(0));
         step.write(&mut frame, IpNumber(meta.protocol), &payload)
             .expect("payload sizes stay within the IP length fields");

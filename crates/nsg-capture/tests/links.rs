@@ -450,11 +450,13 @@ fn snaplen_cut_frames_count_real_sizes() {
             micros: T0,
             data: cut,
             orig_len: Some(orig_len),
+            epb_flags: None,
         },
         Frame {
             micros: T0,
             data: icmp_cut,
             orig_len: Some(14 + 1500),
+            epb_flags: None,
         },
     ];
     let capture = read_capture(&pcap(1, &frames)).unwrap();

@@ -11,6 +11,8 @@ fn assert_round_trip(packets: &[PacketMeta]) {
     let written = [
         (write_pcap(packets, Link::Ethernet), Format::Pcap),
         (write_pcap(packets, Link::RawIp), Format::Pcap),
+        (write_pcap(packets, Link::LinuxSll), Format::Pcap),
+        (write_pcap(packets, Link::LinuxSll2), Format::Pcap),
         (write_pcapng(packets), Format::PcapNg),
     ];
     for (bytes, format) in written {

@@ -301,7 +301,7 @@ proptest! {
         }
         data.truncate(cut.index(data.len() + 1));
         let orig_len = data.len() as u32 + 10;
-        let bytes = pcap(link_type, &[Frame { micros: T0, data, orig_len: Some(orig_len) }]);
+        let bytes = pcap(link_type, &[Frame { micros: T0, data, orig_len: Some(orig_len), epb_flags: None }]);
         let capture = read_capture(&bytes).unwrap();
         prop_assert_eq!(capture.packets.len() + capture.skipped.len(), 1);
     }

@@ -9,6 +9,13 @@
 //! Capacity is bounded per direction (500,000 by default, as Azure): when full, new flows are
 //! refused and counted while established ones keep working.
 //!
+//! A packet without a record starts a flow only if it can begin a connection: a TCP SYN, or a
+//! plain ACK (picked up mid-stream); a TCP SYN-ACK, FIN, RST or segment without flags is dropped
+//! and logged by no one ([`PacketOutcome::WithoutFlow`]), as Linux conntrack, which the kernel
+//! enforcement uses, marks such packets invalid. Denied flows have no record, but their attempts
+//! are remembered for the idle timeout ([`denied`]) so that retries are one flow, logged once a
+//! minute.
+//!
 //! Time is an argument everywhere; events for flow logs are returned, not written.
 //!
 //! Storage: records live in an open-addressing hash table of the flow table's own ([`map`]),
@@ -18,6 +25,7 @@
 //! that prefetches the tags and entries of packets a few groups ahead, so the cache misses of a
 //! random mix of flows overlap instead of following one another.
 
+mod denied;
 mod map;
 #[cfg(test)]
 mod reference;
@@ -27,10 +35,10 @@ use crate::evaluate::{Endpoint, Flow, PlatformRule};
 use crate::flow_log::{FlowCounters, FlowLogEvent, FlowState};
 use crate::packet::{IcmpKind, PacketMeta, Time};
 use crate::resolve::{NicPolicy, ResolvedRule, Stage};
+use denied::DeniedFlows;
+pub use denied::DENIED_FLOWS_REMEMBERED;
 use map::{FlowMap, MapEntry};
 use nsg_model::rule::{ip_proto, protocol_has_ports, Access, Direction};
-use std::collections::HashMap;
-use std::hash::BuildHasherDefault;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Azure's limit of concurrent flows per NIC, per direction (reference §3.4).
@@ -282,6 +290,17 @@ fn flow_of(packet: &PacketMeta, direction: Direction) -> Flow {
     }
 }
 
+/// Whether `packet`, which has no flow record, may start one (D2). TCP follows Linux conntrack's
+/// state table for a connection it has no entry for: a SYN opens one, a plain ACK picks one up
+/// mid-stream (`nf_conntrack_tcp_loose`, on by default), and a SYN-ACK, a FIN, a RST or a
+/// segment without flags is invalid. The first packet of every other protocol starts a flow.
+fn can_start_a_flow(packet: &PacketMeta) -> bool {
+    // Neither FIN nor RST, and SYN or ACK but not both.
+    packet
+        .tcp_flags
+        .is_none_or(|flags| !flags.fin && !flags.rst && flags.syn != flags.ack)
+}
+
 /// What a TCP packet did to its flow.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum TcpEvent {
@@ -365,10 +384,17 @@ pub enum PacketOutcome {
     NewFlow(Verdict),
     /// Decided by the policy and allowed without a record (ICMP messages other than echo).
     AllowedStateless(Verdict),
-    /// Denied by the policy.
-    Denied(Verdict),
+    /// Denied by the policy. `first_attempt` is false for a repeated attempt of a denied flow
+    /// (a retransmitted SYN) within the idle timeout of the previous one: the same denied flow.
+    Denied {
+        verdict: Verdict,
+        first_attempt: bool,
+    },
     /// Allowed by the policy but dropped: the table is full in this direction.
     TableFull,
+    /// A TCP packet of no flow that cannot start one (a SYN-ACK, FIN or RST without a record):
+    /// dropped before any rule, as conntrack's `invalid`.
+    WithoutFlow,
 }
 
 impl PacketOutcome {
@@ -392,8 +418,6 @@ pub struct TableStats {
     /// Flows ended by re-evaluation after a rule change (`flushConnection`).
     pub flushed: u64,
 }
-
-type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<rustc_hash::FxHasher>>;
 
 /// An IPv4 flow: key and record in one cache line.
 #[derive(Clone, Copy, Debug)]
@@ -488,8 +512,8 @@ const _: () = assert!(RING.is_power_of_two() && RING >= (TAGS_AHEAD + 1) * GROUP
 pub struct FlowTable {
     v4: FlowMap<Slot4>,
     v6: FlowMap<Slot6>,
-    /// Minute in which a denied flow was last logged, so retries log once a minute.
-    denied_logged: FastMap<FlowKey, u64>,
+    /// Recently denied flows, so that retries are one flow, logged once a minute.
+    denied: DeniedFlows<FlowKey>,
     capacity_per_direction: usize,
     per_direction: [usize; 2],
     stats: TableStats,
@@ -513,7 +537,7 @@ impl FlowTable {
         FlowTable {
             v4: FlowMap::new(),
             v6: FlowMap::new(),
-            denied_logged: FastMap::default(),
+            denied: DeniedFlows::with_capacity(DENIED_FLOWS_REMEMBERED),
             capacity_per_direction,
             per_direction: [0, 0],
             stats: TableStats::default(),
@@ -532,6 +556,10 @@ impl FlowTable {
     /// Flows initiated in `direction`.
     pub fn flows_in(&self, direction: Direction) -> usize {
         self.per_direction[direction_index(direction)]
+    }
+    /// Denied flows remembered, at most [`DENIED_FLOWS_REMEMBERED`].
+    pub fn denied_flows(&self) -> usize {
+        self.denied.len()
     }
 
     /// Bytes the table's storage takes, spare capacity included: entries and tags of both
@@ -763,18 +791,24 @@ impl FlowTable {
         probe: &Probe,
         events: &mut Vec<FlowLogEvent>,
     ) -> PacketOutcome {
+        if !can_start_a_flow(packet) {
+            return PacketOutcome::WithoutFlow;
+        }
         let now = packet.time;
         let verdict = policy.classify(&flow_of(packet, direction));
         let Some(key) = probe.wide() else {
             return if verdict.access == Access::Allow {
                 PacketOutcome::AllowedStateless(verdict)
             } else {
-                PacketOutcome::Denied(verdict)
+                PacketOutcome::Denied {
+                    verdict,
+                    first_attempt: true,
+                }
             };
         };
         if verdict.access == Access::Deny {
-            let minute = now.secs() / 60;
-            if self.denied_logged.insert(key, minute) != Some(minute) {
+            let denial = self.denied.attempt(key, now, timeout_secs(policy.policy()));
+            if denial.log {
                 events.extend(log_event(
                     policy,
                     key,
@@ -786,7 +820,10 @@ impl FlowTable {
                     None,
                 ));
             }
-            return PacketOutcome::Denied(verdict);
+            return PacketOutcome::Denied {
+                verdict,
+                first_attempt: denial.first_attempt,
+            };
         }
         let slot = direction_index(direction);
         if self.per_direction[slot] >= self.capacity_per_direction {
@@ -961,8 +998,7 @@ impl FlowTable {
                 ));
             }
         }
-        let minute = now.secs() / 60;
-        self.denied_logged.retain(|_, logged| *logged == minute);
+        self.denied.expire(now, timeout);
     }
 
     /// Re-evaluates every flow under a new policy, ending those it denies. Called when a rule

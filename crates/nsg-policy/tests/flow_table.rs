@@ -4,7 +4,7 @@ use nsg_model::rule::Direction::{self, Inbound, Outbound};
 use nsg_model::Environment;
 use nsg_policy::compiled::CompiledPolicy;
 use nsg_policy::flow_log::{FlowLogEvent, FlowState};
-use nsg_policy::flow_table::{needs_flush, FlowTable, PacketOutcome};
+use nsg_policy::flow_table::{needs_flush, FlowTable, PacketOutcome, DENIED_FLOWS_REMEMBERED};
 use nsg_policy::packet::{IcmpKind, PacketMeta, TcpFlags, Time};
 use nsg_policy::{Resolver, Settings};
 use serde_json::{json, Value};
@@ -159,7 +159,7 @@ fn return_traffic_of_an_allowed_flow_passes_without_rules() {
     // The same remote on another port is a new, inbound flow: denied.
     assert!(matches!(
         nic.send(tcp(T0 + 1, INTERNET, 443, VM, 40001, SYN)),
-        PacketOutcome::Denied(_)
+        PacketOutcome::Denied { .. }
     ));
     assert_eq!(nic.table.len(), 1);
 }
@@ -175,7 +175,7 @@ fn idle_flows_expire_after_four_minutes_or_the_vnet_timeout() {
     // 240 s after the last packet the record is gone: the reply is a new inbound flow.
     assert!(matches!(
         nic.send(tcp(T0 + 239 + 240, INTERNET, 443, VM, 40000, ACK)),
-        PacketOutcome::Denied(_)
+        PacketOutcome::Denied { .. }
     ));
 
     let mut nic = Nic::new(policy(json!([]), false, Some(10)));
@@ -186,7 +186,7 @@ fn idle_flows_expire_after_four_minutes_or_the_vnet_timeout() {
     ));
     assert!(matches!(
         nic.send(tcp(T0 + 599 + 600, INTERNET, 443, VM, 40000, ACK)),
-        PacketOutcome::Denied(_)
+        PacketOutcome::Denied { .. }
     ));
 }
 
@@ -212,7 +212,7 @@ fn deleting_the_allowing_rule_spares_existing_flows() {
     assert!(
         matches!(
             nic.send(tcp(T0 + 6, INTERNET, 50001, VM, 22, SYN)),
-            PacketOutcome::Denied(_)
+            PacketOutcome::Denied { .. }
         ),
         "new connections meet the new rules"
     );
@@ -235,7 +235,7 @@ fn flush_connection_re_evaluates_existing_flows() {
     );
     assert!(matches!(
         nic.send(tcp(T0 + 11, INTERNET, 50000, VM, 22, ACK)),
-        PacketOutcome::Denied(_)
+        PacketOutcome::Denied { .. }
     ));
     assert!(matches!(
         nic.send(tcp(T0 + 11, INTERNET, 443, VM, 40000, ACK)),
@@ -283,7 +283,7 @@ fn rst_ends_a_flow_and_fin_from_both_sides_closes_it() {
     ));
     assert!(matches!(
         nic.send(tcp(T0 + 2, INTERNET, 443, VM, 40000, ACK)),
-        PacketOutcome::Denied(_)
+        PacketOutcome::Denied { .. }
     ));
 
     nic.send(tcp(T0, VM, 40001, INTERNET, 443, SYN));
@@ -299,7 +299,7 @@ fn rst_ends_a_flow_and_fin_from_both_sides_closes_it() {
     ));
     assert!(matches!(
         nic.send(tcp(T0 + 30, INTERNET, 443, VM, 40001, ACK)),
-        PacketOutcome::Denied(_)
+        PacketOutcome::Denied { .. }
     ));
 }
 
@@ -327,7 +327,7 @@ fn icmp_echo_is_a_flow_and_other_icmp_is_decided_per_packet() {
     ));
     assert!(matches!(
         nic.send(icmp(T0, INTERNET, VM, IcmpKind::EchoReply { id: 8 })),
-        PacketOutcome::Denied(_)
+        PacketOutcome::Denied { .. }
     ));
     let unreachable = IcmpKind::Other {
         icmp_type: 3,
@@ -335,7 +335,7 @@ fn icmp_echo_is_a_flow_and_other_icmp_is_decided_per_packet() {
     };
     assert!(matches!(
         nic.send(icmp(T0, INTERNET, VM, unreachable)),
-        PacketOutcome::Denied(_)
+        PacketOutcome::Denied { .. }
     ));
     assert!(matches!(
         nic.send(icmp(T0, VM, INTERNET, unreachable)),
@@ -401,6 +401,151 @@ fn denied_attempts_are_logged_once_a_minute() {
     assert_eq!(denied.len(), 2);
     assert_eq!(denied[0].rule_name, "DenyAllInBound");
     assert_eq!(denied[0].state, FlowState::Begin);
+}
+
+/// Issue 12: after a denied SYN, the server's SYN-ACK was logged as a new allowed outbound flow.
+/// A TCP packet without a record starts a flow only if it is a SYN or a plain ACK (D2).
+#[test]
+fn a_syn_ack_without_a_flow_is_not_a_new_flow() {
+    let mut nic = Nic::new(policy(json!([]), false, None));
+    assert!(matches!(
+        nic.send(tcp(T0, INTERNET, 50000, VM, 22, SYN)),
+        PacketOutcome::Denied { .. }
+    ));
+    assert_eq!(
+        nic.send(tcp(T0, VM, 22, INTERNET, 50000, SYNACK)),
+        PacketOutcome::WithoutFlow
+    );
+    assert!(nic.table.is_empty());
+    assert!(
+        nic.events
+            .iter()
+            .all(|e| e.access == nsg_model::rule::Access::Deny),
+        "{:?}",
+        nic.events
+    );
+
+    // Every direction, allowed or not: only a SYN or a plain ACK starts a flow.
+    let flags = |syn, ack, fin, rst| TcpFlags { syn, ack, fin, rst };
+    let cases = [
+        ("SYN-ACK", SYNACK, false),
+        ("FIN-ACK", FIN, false),
+        ("FIN", flags(false, false, true, false), false),
+        ("RST", RST, false),
+        ("RST-ACK", flags(false, true, false, true), false),
+        ("SYN-RST", flags(true, false, false, true), false),
+        ("SYN-FIN", flags(true, false, true, false), false),
+        ("no flags", flags(false, false, false, false), false),
+        ("SYN", SYN, true),
+        ("ACK (picked up mid-stream)", ACK, true),
+    ];
+    for (name, flags, starts) in cases {
+        let mut nic = Nic::new(policy(allow_ssh_in(), false, None));
+        let outbound = nic.send(tcp(T0, VM, 40000, INTERNET, 443, flags));
+        let inbound = nic.send(tcp(T0, INTERNET, 50000, VM, 22, flags));
+        for outcome in [outbound, inbound] {
+            if starts {
+                assert!(
+                    matches!(outcome, PacketOutcome::NewFlow(_)),
+                    "{name}: {outcome:?}"
+                );
+            } else {
+                assert_eq!(outcome, PacketOutcome::WithoutFlow, "{name}");
+            }
+        }
+        assert_eq!(nic.table.len(), if starts { 2 } else { 0 }, "{name}");
+        assert_eq!(nic.events.is_empty(), !starts, "{name}: {:?}", nic.events);
+    }
+
+    // A flow's packets after its reset have no record either.
+    let mut nic = Nic::new(policy(json!([]), false, None));
+    nic.send(tcp(T0, VM, 40000, INTERNET, 443, SYN));
+    nic.send(tcp(T0 + 1, INTERNET, 443, VM, 40000, RST));
+    assert_eq!(
+        nic.send(tcp(T0 + 1, INTERNET, 443, VM, 40000, RST)),
+        PacketOutcome::WithoutFlow
+    );
+}
+
+/// Issue 12: the retransmitted SYNs of one denied connection counted as separate flows; Azure
+/// logs one flow, once a minute (D6).
+#[test]
+fn retransmitted_syns_of_a_denied_connection_are_one_flow() {
+    let mut nic = Nic::new(policy(json!([]), false, None));
+    let minute = T0 - T0 % 60;
+    // Linux's SYN retransmissions: 1, 3, 7, 15, 31 and 63 seconds after the first.
+    let attempts: Vec<bool> = [0, 1, 3, 7, 15, 31, 63]
+        .iter()
+        .map(
+            |after| match nic.send(tcp(minute + after, INTERNET, 50000, VM, 23, SYN)) {
+                PacketOutcome::Denied { first_attempt, .. } => first_attempt,
+                other => panic!("{other:?}"),
+            },
+        )
+        .collect();
+    assert_eq!(attempts, [true, false, false, false, false, false, false]);
+    let logged: Vec<u64> = nic.events.iter().map(|e| e.time.secs() - minute).collect();
+    assert_eq!(logged, [0, 63], "once in each minute with attempts");
+
+    // Another source port is another flow; so is an attempt after the idle timeout's pause.
+    assert!(matches!(
+        nic.send(tcp(minute + 64, INTERNET, 50001, VM, 23, SYN)),
+        PacketOutcome::Denied {
+            first_attempt: true,
+            ..
+        }
+    ));
+    assert!(matches!(
+        nic.send(tcp(minute + 63 + 240, INTERNET, 50000, VM, 23, SYN)),
+        PacketOutcome::Denied {
+            first_attempt: true,
+            ..
+        }
+    ));
+    nic.table.tick(
+        &nic.policy,
+        Time::from_secs(minute + 64 + 240),
+        &mut nic.events,
+    );
+    assert_eq!(
+        nic.table.denied_flows(),
+        1,
+        "the flow attempted last is still remembered"
+    );
+    nic.table.tick(
+        &nic.policy,
+        Time::from_secs(minute + 63 + 480),
+        &mut nic.events,
+    );
+    assert_eq!(nic.table.denied_flows(), 0);
+}
+
+/// A flood of distinct denied 5-tuples (a port scan) does not grow the memory of denied flows
+/// beyond its bound; the flows attempted least recently are forgotten first.
+#[test]
+fn denied_flows_are_remembered_within_a_bound() {
+    let mut nic = Nic::new(policy(json!([]), false, None));
+    let flood = DENIED_FLOWS_REMEMBERED + 1000;
+    for i in 0..flood {
+        let source = IpAddr::from([198, 51, (i >> 16) as u8, (i >> 8) as u8]);
+        let packet = PacketMeta {
+            src: source,
+            ..tcp(T0, INTERNET, 1024 + (i & 0xff) as u16, VM, 23, SYN)
+        };
+        nic.send(packet);
+    }
+    assert_eq!(nic.table.denied_flows(), DENIED_FLOWS_REMEMBERED);
+    let forgotten = PacketMeta {
+        src: IpAddr::from([198, 51, 0, 0]),
+        ..tcp(T0 + 1, INTERNET, 1024, VM, 23, SYN)
+    };
+    assert!(matches!(
+        nic.send(forgotten),
+        PacketOutcome::Denied {
+            first_attempt: true,
+            ..
+        }
+    ));
 }
 
 #[test]

@@ -453,10 +453,7 @@ fn replay(
         println!("{}", serde_json::to_string_pretty(s)?);
         return Ok(0);
     }
-    println!(
-        "{} packets: {} allowed, {} denied, {} refused (flow table full), {} not to or from a NIC of the environment; {} records skipped (not IP)",
-        s.packets, s.packets_allowed, s.packets_denied, s.packets_refused, s.packets_unmapped, s.records_skipped
-    );
+    println!("{}", s.headline());
     println!(
         "{:<24} {:<48} {:<6} {:>8} {:>10} {:>12}",
         "NSG", "rule", "access", "flows", "packets", "bytes"

@@ -5,10 +5,13 @@
 //! that NIC (outbound there), a packet to one arrives (inbound there); traffic between two NICs
 //! of the environment crosses both, outbound first. Each NIC has its own flow table, driven by
 //! the capture's timestamps.
+//!
+//! A capture of several interfaces (`tcpdump -i any` on a router) holds each forwarded packet
+//! twice, arriving and leaving: the copies are recognised ([`CopyFilter`]) and replayed once.
 
 use anyhow::Result;
 use ipnet::IpNet;
-use nsg_capture::Capture;
+use nsg_capture::{Capture, CopyFilter};
 use nsg_model::model::{Model, NetworkInterface};
 use nsg_model::rule::{Access, Direction};
 use nsg_model::ResourceId;
@@ -56,13 +59,44 @@ pub struct Summary {
     pub packets_denied: u64,
     /// Allowed by the rules but dropped: a flow table was full.
     pub packets_refused: u64,
+    /// TCP packets of no flow that cannot start one (a SYN-ACK, FIN or RST without a record):
+    /// dropped before any rule, as the kernel drops what conntrack marks invalid.
+    pub packets_without_flow: u64,
     /// Packets with neither address on a NIC of the environment.
     pub packets_unmapped: u64,
     /// Records that were not IP packets (ARP, later fragments, …).
     pub records_skipped: u64,
+    /// Further copies of packets the capture recorded on several interfaces (a router's
+    /// incoming and outgoing copy): not replayed, and not in `packets`.
+    pub packet_copies: u64,
     pub by_rule: Vec<(Decider, Counts)>,
     /// Flow log tuples that version 2 cannot represent (ICMP and other protocols).
     pub flow_log_events_skipped: u64,
+}
+
+impl Summary {
+    /// The summary's first line, for people.
+    pub fn headline(&self) -> String {
+        let mut line = format!(
+            "{} packets: {} allowed, {} denied, {} refused (flow table full), {} of no flow \
+             (TCP SYN-ACK, FIN or RST without a record), {} not to or from a NIC of the \
+             environment; {} records skipped (not IP)",
+            self.packets,
+            self.packets_allowed,
+            self.packets_denied,
+            self.packets_refused,
+            self.packets_without_flow,
+            self.packets_unmapped,
+            self.records_skipped
+        );
+        if self.packet_copies > 0 {
+            line.push_str(&format!(
+                "; {} further copies of packets recorded on several interfaces, replayed once",
+                self.packet_copies
+            ));
+        }
+        line
+    }
 }
 
 /// The result of a replay: the summary and the flow logs.
@@ -99,7 +133,12 @@ pub fn replay(
     let mut state = ReplayState::default();
     let mut events = Vec::new();
     let mut last_tick: Option<Time> = None;
+    let mut copies = CopyFilter::new();
     for packet in &capture.packets {
+        if copies.is_copy(packet) {
+            state.summary.packet_copies += 1;
+            continue;
+        }
         let meta = &packet.meta;
         // Flow tables age by the capture's clock: end idle flows and report long ones once a
         // captured minute. (Packets of expired flows are caught on arrival; the tick only
@@ -214,18 +253,30 @@ impl ReplayState {
             PacketOutcome::Established(rule) => (*rule, Access::Allow, false),
             PacketOutcome::NewFlow(v) => (logging_rule(v, direction), Access::Allow, true),
             PacketOutcome::AllowedStateless(v) => (logging_rule(v, direction), Access::Allow, true),
-            PacketOutcome::Denied(v) => {
+            PacketOutcome::Denied {
+                verdict,
+                first_attempt,
+            } => {
                 self.summary.packets_denied += 1;
-                let platform = v.platform.map(|p| p.reference());
+                let platform = verdict.platform.map(|p| p.reference());
                 self.add(
-                    decider(nic, logging_rule(v, direction), platform, Access::Deny),
+                    decider(
+                        nic,
+                        logging_rule(verdict, direction),
+                        platform,
+                        Access::Deny,
+                    ),
                     meta,
-                    true,
+                    *first_attempt,
                 );
                 return;
             }
             PacketOutcome::TableFull => {
                 self.summary.packets_refused += 1;
+                return;
+            }
+            PacketOutcome::WithoutFlow => {
+                self.summary.packets_without_flow += 1;
                 return;
             }
         };

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use nsg_policy::packet::{IcmpKind, PacketMeta, TcpFlags, Time};
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
-use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketBlock;
+use pcap_file::pcapng::blocks::enhanced_packet::{EnhancedPacketBlock, EnhancedPacketOption};
 use pcap_file::pcapng::blocks::interface_description::{
     InterfaceDescriptionBlock, InterfaceDescriptionOption,
 };
@@ -59,11 +59,13 @@ pub fn icmp(protocol: u8, src: &str, dst: &str, kind: IcmpKind, length: u32) -> 
     }
 }
 
-/// A frame with its time (µs) and original length (defaults to the data's length).
+/// A frame with its time (µs), original length (defaults to the data's length) and, in pcapng
+/// files, the `epb_flags` option.
 pub struct Frame {
     pub micros: u64,
     pub data: Vec<u8>,
     pub orig_len: Option<u32>,
+    pub epb_flags: Option<u32>,
 }
 
 pub fn frame(micros: u64, data: Vec<u8>) -> Frame {
@@ -71,6 +73,7 @@ pub fn frame(micros: u64, data: Vec<u8>) -> Frame {
         micros,
         data,
         orig_len: None,
+        epb_flags: None,
     }
 }
 
@@ -146,7 +149,11 @@ pub fn pcapng(
                 timestamp: Duration::from_nanos(units),
                 original_len: f.orig_len.unwrap_or(f.data.len() as u32),
                 data: Cow::Borrowed(&f.data),
-                options: Vec::new(),
+                options: f
+                    .epb_flags
+                    .map(EnhancedPacketOption::Flags)
+                    .into_iter()
+                    .collect(),
             })
             .unwrap();
     }

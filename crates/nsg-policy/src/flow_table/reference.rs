@@ -1,8 +1,13 @@
 //! The flow table as it was before its own hash table (a `std` `HashMap` of records): the
 //! reference that tests compare [`super::FlowTable`] with.
+//!
+//! Both tables share the rules that are not about storage: which packets may start a flow, and
+//! the memory of denied flows.
 
+use super::denied::DeniedFlows;
 use super::{
-    logging_rule, PacketOutcome, RuleAt, TableStats, CONTINUATION_SECS, TCP_CLOSE_GRACE_SECS,
+    can_start_a_flow, logging_rule, PacketOutcome, RuleAt, TableStats, CONTINUATION_SECS,
+    DENIED_FLOWS_REMEMBERED, TCP_CLOSE_GRACE_SECS,
 };
 use crate::compiled::{CompiledPolicy, Verdict};
 use crate::evaluate::{Endpoint, Flow, PlatformRule};
@@ -129,8 +134,7 @@ type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<rustc_hash::FxHasher>>;
 /// The flow records of one NIC.
 pub struct FlowTable {
     flows: FastMap<FlowKey, FlowRecord>,
-    /// Minute in which a denied flow was last logged, so retries log once a minute.
-    denied_logged: FastMap<FlowKey, u64>,
+    denied: DeniedFlows<FlowKey>,
     capacity_per_direction: usize,
     per_direction: [usize; 2],
     stats: TableStats,
@@ -147,7 +151,7 @@ impl FlowTable {
     pub fn with_capacity(capacity_per_direction: usize) -> FlowTable {
         FlowTable {
             flows: FastMap::default(),
-            denied_logged: FastMap::default(),
+            denied: DeniedFlows::with_capacity(DENIED_FLOWS_REMEMBERED),
             capacity_per_direction,
             per_direction: [0, 0],
             stats: TableStats::default(),
@@ -201,6 +205,9 @@ impl FlowTable {
                 );
             }
         }
+        if !can_start_a_flow(packet) {
+            return PacketOutcome::WithoutFlow;
+        }
         let flow = Flow {
             direction,
             protocol: packet.protocol,
@@ -212,12 +219,15 @@ impl FlowTable {
             return if verdict.access == Access::Allow {
                 PacketOutcome::AllowedStateless(verdict)
             } else {
-                PacketOutcome::Denied(verdict)
+                PacketOutcome::Denied {
+                    verdict,
+                    first_attempt: true,
+                }
             };
         };
         if verdict.access == Access::Deny {
-            let minute = now.secs() / 60;
-            if self.denied_logged.insert(key, minute) != Some(minute) {
+            let denial = self.denied.attempt(key, now, timeout);
+            if denial.log {
                 events.extend(log_event(
                     policy,
                     key,
@@ -229,7 +239,10 @@ impl FlowTable {
                     None,
                 ));
             }
-            return PacketOutcome::Denied(verdict);
+            return PacketOutcome::Denied {
+                verdict,
+                first_attempt: denial.first_attempt,
+            };
         }
         let slot = direction_index(direction);
         if self.per_direction[slot] >= self.capacity_per_direction {
@@ -422,8 +435,7 @@ impl FlowTable {
                 self.flows.insert(key, record);
             }
         }
-        let minute = now.secs() / 60;
-        self.denied_logged.retain(|_, logged| *logged == minute);
+        self.denied.expire(now, timeout);
     }
 
     /// Re-evaluates every flow under a new policy, ending those it denies. Called when a rule
