@@ -221,11 +221,17 @@ pub struct Nflog {
 impl Nflog {
     /// Binds to `group`, copying at most `copy_range` bytes of each packet from its IP header
     /// on (128 holds an IPv6 header, a few extension headers and a TCP header with options;
-    /// 0 copies whole packets).
+    /// 0 copies whole packets), with a receive buffer of [`DEFAULT_RECEIVE_BUFFER`] bytes.
     pub fn bind(group: u16, copy_range: u16) -> Result<Nflog> {
+        Nflog::bind_with_buffer(group, copy_range, DEFAULT_RECEIVE_BUFFER)
+    }
+
+    /// [`bind`](Self::bind) with a receive buffer of `bytes` (beyond `net.core.rmem_max` only
+    /// as root or with CAP_NET_ADMIN).
+    pub fn bind_with_buffer(group: u16, copy_range: u16, bytes: usize) -> Result<Nflog> {
         let action = format!("bind nflog group {group}");
         let mut socket = NetfilterSocket::open(&action)?;
-        socket.enlarge_receive_buffer(DEFAULT_RECEIVE_BUFFER)?;
+        socket.enlarge_receive_buffer(bytes)?;
         let request = config_request(
             NetfilterProtoFamily::Unspec,
             group,

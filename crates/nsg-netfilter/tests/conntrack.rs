@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use nsg_netfilter::{
     conntrack_dump, enable_accounting, AccountingWasOn, ConntrackEntry, ConntrackEvent,
-    ConntrackEventKind, ConntrackEvents, Counters, Transport,
+    ConntrackEventKind, ConntrackEvents, Counters, Nflog, Transport,
 };
 use nsg_netlab::packet::ipv4_udp;
 use nsg_netlab::{
@@ -401,4 +401,49 @@ fn events_the_kernel_could_not_queue_are_counted_as_lost() {
         "received {received}, lost {}",
         events.lost()
     );
+}
+
+#[test]
+fn without_cap_net_admin_each_reader_says_what_failed_and_what_to_do() {
+    let net = Net::new(RULESET);
+    let messages = net
+        .router
+        .run(|| {
+            // Capabilities are per thread: this one, made for the call, loses CAP_NET_ADMIN.
+            let mut sets = rustix::thread::capabilities(None)?;
+            sets.effective
+                .remove(rustix::thread::CapabilitySet::NET_ADMIN);
+            rustix::thread::set_capabilities(None, sets)?;
+            let message = |error: Option<nsg_netfilter::Error>| error.map(|e| e.to_string());
+            Ok([
+                message(ConntrackEvents::subscribe().err()),
+                message(conntrack_dump().err()),
+                message(Nflog::bind(5, 128).err()),
+            ])
+        })
+        .expect("runs in the router");
+    let expected = [
+        (
+            "subscribe to conntrack events: ",
+            "run as root or with CAP_NET_ADMIN",
+        ),
+        (
+            "dump the conntrack table: ",
+            "run as root or with CAP_NET_ADMIN",
+        ),
+        (
+            "bind nflog group 5: ",
+            "or this one is neither root nor has CAP_NET_ADMIN",
+        ),
+    ];
+    for (message, (start, end)) in messages.iter().zip(expected) {
+        let message = message
+            .as_deref()
+            .unwrap_or_else(|| panic!("{start}succeeded"));
+        assert!(
+            message.starts_with(start) && message.ends_with(end),
+            "{message}"
+        );
+        assert!(message.contains("Operation not permitted"), "{message}");
+    }
 }

@@ -18,9 +18,10 @@ const COPY_RANGE: u16 = 128;
 
 const RULESET: &str = r#"
 table inet onsg_test {
+    counter logged {}
     chain forward {
         type filter hook forward priority filter; policy accept;
-        meta l4proto { tcp, udp } log group 5 prefix "onsg:d:12" drop
+        meta l4proto { tcp, udp } counter name "logged" log group 5 prefix "onsg:d:12" drop
     }
 }
 "#;
@@ -137,5 +138,46 @@ fn tuple(family: Family, protocol: u8, transport: Transport) -> Tuple {
         dst: family.server(),
         protocol,
         transport,
+    }
+}
+
+#[test]
+fn packets_the_kernel_could_not_queue_are_counted_as_lost() {
+    let net = Net::new(RULESET);
+    // The smallest buffer the kernel grants holds one batch of logged packets.
+    let mut nflog = net.in_router(|| Nflog::bind_with_buffer(GROUP, COPY_RANGE, 1));
+    let sender = RawSender::open(&net.client).expect("raw sockets");
+    let (client, server) = (ipv4(Family::V4.client()), ipv4(Family::V4.server()));
+    let send = |port| {
+        let packet = ipv4_udp(client, server, port, 53, b"flood");
+        sender.send(&packet).expect("send");
+    };
+    for port in 0..300 {
+        send(30_000 + port);
+    }
+    let mut received = drain(&mut nflog);
+    // A loss shows in the sequence number of the next packet that arrives.
+    send(40_000);
+    received += drain(&mut nflog);
+    let logged = net.counter("logged").packets;
+    assert!(nflog.lost() > 0, "300 packets overran the smallest buffer");
+    assert_eq!(
+        received + nflog.lost(),
+        logged,
+        "received {received}, lost {}",
+        nflog.lost()
+    );
+}
+
+/// How many packets arrive until none came for half a second (the kernel sends batches
+/// within 100 ms).
+fn drain(nflog: &mut Nflog) -> u64 {
+    let mut received = 0;
+    loop {
+        let batch = nflog.recv(Duration::from_millis(500)).expect("receive");
+        if batch.is_empty() {
+            return received;
+        }
+        received += batch.len() as u64;
     }
 }
