@@ -15,7 +15,7 @@ pub mod ruleset;
 
 pub use kernel::{Kernel, KernelError};
 pub use plan::Difference;
-pub use render::{render, BoundNic, Rendered};
+pub use render::{render, render_logged, BoundNic, Rendered};
 pub use ruleset::{Ruleset, Table};
 
 use ipnet::IpNet;

@@ -22,6 +22,7 @@
 
 mod blocks;
 mod bridge;
+pub mod flow_logging;
 mod guards;
 mod statements;
 
@@ -30,11 +31,12 @@ use guards::*;
 use statements::*;
 
 use crate::ruleset::{AddressFamily, AddressSet, ChainSpec, RuleSpec, Ruleset, Table};
+use flow_logging::{FlowLogging, LoggedRule, RuleIds};
 use ipnet::IpNet;
 use nftables::expr::{Expression, Meta, MetaKey, NamedExpression};
 use nftables::stmt::{JumpTarget, Statement};
 use nftables::types::NfHook;
-use nsg_model::rule::Access;
+use nsg_model::rule::{Access, Direction};
 use nsg_policy::evaluate::PlatformRule;
 use nsg_policy::resolve::{
     Level, NicPolicy, PlatformService, ResolvedRule, SetArena, SetId, SideMatch, Stage,
@@ -113,6 +115,14 @@ impl Slot {
         }
     }
 
+    /// The direction of the stages in this slot (guards and the SMTP block count as outbound).
+    fn direction(self) -> Direction {
+        match self {
+            Slot::In(_) => Direction::Inbound,
+            Slot::Guard | Slot::Out(_) | Slot::Smtp => Direction::Outbound,
+        }
+    }
+
     fn chain_name(self, hook: &str) -> String {
         match self {
             Slot::Guard => hook.to_string(),
@@ -166,8 +176,21 @@ impl Dispatch {
 
 /// Renders the policies of `nics` into one table.
 pub fn render(nics: &[BoundNic<'_>], sets: &SetArena, settings: &Settings) -> Rendered {
+    render_logged(nics, sets, settings, None)
+}
+
+/// Renders as [`render`] and, with `logging`, so that the kernel tells which rule decided each
+/// flow: allow rules mark connections, deny rules log to nflog (see [`flow_logging`]); rules are
+/// numbered in `logging`'s [`RuleIds`], which the caller keeps from one rendering to the next.
+pub fn render_logged(
+    nics: &[BoundNic<'_>],
+    sets: &SetArena,
+    settings: &Settings,
+    logging: Option<(FlowLogging, &mut RuleIds)>,
+) -> Rendered {
     let mut renderer = Renderer {
         arena: sets,
+        logging,
         rendered: Rendered::default(),
         set_names: HashMap::new(),
         nic_chain_names: Vec::new(),
@@ -245,6 +268,8 @@ pub fn render(nics: &[BoundNic<'_>], sets: &SetArena, settings: &Settings) -> Re
 
 struct Renderer<'a> {
     arena: &'a SetArena,
+    /// With flow logging: how denied packets are logged, and the rule numbers.
+    logging: Option<(FlowLogging, &'a mut RuleIds)>,
     rendered: Rendered,
     /// The named set of each interned set and family used so far.
     set_names: HashMap<(SetId, AddressFamily), String>,
@@ -304,7 +329,7 @@ impl Renderer<'_> {
                     let chain = format!("{name}-{}", service_label(service));
                     let rules = named
                         .iter()
-                        .flat_map(|r| self.security_rule(stage, r))
+                        .flat_map(|r| self.security_rule(stage, Direction::Outbound, r))
                         .collect();
                     self.add_chain(chain.clone(), rules);
                     Statement::Goto(JumpTarget {
@@ -406,7 +431,7 @@ impl Renderer<'_> {
             .rules
             .iter()
             .filter(|r| considered_for(r, None))
-            .flat_map(|r| self.security_rule(stage, r))
+            .flat_map(|r| self.security_rule(stage, slot.direction(), r))
             .collect();
         if rules.len() <= UNCUT_STAGE_MAX {
             entry.extend(rules);
@@ -437,7 +462,12 @@ impl Renderer<'_> {
     }
 
     /// One security rule as nft rules: one per address family and per protocol its match needs.
-    fn security_rule(&mut self, stage: &Stage, resolved: &ResolvedRule) -> Vec<RuleSpec> {
+    fn security_rule(
+        &mut self,
+        stage: &Stage,
+        direction: Direction,
+        resolved: &ResolvedRule,
+    ) -> Vec<RuleSpec> {
         let comment = limit_comment(format!(
             "{}/{} {} {}",
             stage.nsg.name(),
@@ -447,10 +477,7 @@ impl Renderer<'_> {
         ));
         // Each stage is a base chain of its own: an accept ends it and the next stage's base
         // chain runs; a drop is final.
-        let verdict = match resolved.access {
-            Access::Allow => Statement::Accept(None),
-            Access::Deny => Statement::Drop(None),
-        };
+        let (marks, verdict) = self.verdict(stage, direction, resolved);
         let sides = [(resolved.source, "saddr"), (resolved.destination, "daddr")];
         let families: Vec<Option<AddressFamily>> =
             if sides.iter().all(|(s, _)| *s == SideMatch::Any) {
@@ -483,10 +510,52 @@ impl Renderer<'_> {
             for protocol in protocol_matches(resolved, family) {
                 let mut statements = addresses.clone();
                 statements.extend(protocol);
+                statements.extend(marks.clone());
                 rules.push(rule(statements, verdict.clone(), comment.clone()));
             }
         }
         rules
+    }
+
+    /// How a rule ends: allow accepts, deny drops; with flow logging an allow first marks the
+    /// connection with the rule's number and a deny goes to its number's logging chain.
+    fn verdict(
+        &mut self,
+        stage: &Stage,
+        direction: Direction,
+        resolved: &ResolvedRule,
+    ) -> (Vec<Statement<'static>>, Statement<'static>) {
+        let plain = match resolved.access {
+            Access::Allow => Statement::Accept(None),
+            Access::Deny => Statement::Drop(None),
+        };
+        let Some((settings, ids)) = &mut self.logging else {
+            return (Vec::new(), plain);
+        };
+        let logged = LoggedRule {
+            nsg: stage.nsg.clone(),
+            kind: resolved.kind,
+            name: resolved.name.clone(),
+            direction,
+            access: resolved.access,
+        };
+        let Some(id) = ids.id(&logged) else {
+            return (Vec::new(), plain);
+        };
+        match resolved.access {
+            Access::Allow => (
+                vec![flow_logging::mark_statement(direction, id)],
+                Statement::Accept(None),
+            ),
+            Access::Deny => {
+                let chain = flow_logging::deny_chain(id, settings);
+                self.rendered
+                    .ruleset
+                    .chains
+                    .insert(flow_logging::deny_chain_name(id), chain);
+                (Vec::new(), flow_logging::to_deny_chain(id))
+            }
+        }
     }
 
     /// The families in which interned set `id` has addresses.

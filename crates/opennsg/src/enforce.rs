@@ -1,11 +1,14 @@
 //! `opennsg enforce`: binds NICs to local interfaces and keeps the kernel's nftables table equal
 //! to their policies, from environment files or by following an `opennsg serve` instance.
 
+use crate::flow_logger::{FlowLogger, LoggedPolicy, VnetFlowLog};
+use crate::live_flows::LoggedNic;
 use crate::query::find_nic;
 use crate::tag_cache::{describe_reload, TagReloader};
 use anyhow::{anyhow, bail, Context, Result};
 use nsg_model::model::Model;
 use nsg_model::Environment;
+use nsg_nft::render::flow_logging::{FlowLogging, RuleIds};
 use nsg_nft::{BoundNic, Enforcer, Rendered};
 use nsg_policy::resolve::Resolver;
 use nsg_policy::settings::Settings;
@@ -104,6 +107,25 @@ pub fn render_model(
     binding: &Binding,
     interfaces: &[LocalInterface],
 ) -> Result<Rendered> {
+    Ok(render_model_logged(model, catalog, settings, binding, interfaces, None)?.rendered)
+}
+
+/// A rendering and, for flow logs, the NICs it binds.
+pub struct RenderedModel {
+    pub rendered: Rendered,
+    pub nics: Vec<LoggedNic>,
+}
+
+/// As [`render_model`], with flow logging when `logging` is given (rules numbered in its
+/// [`RuleIds`], kept by the caller from one rendering to the next).
+pub fn render_model_logged(
+    model: &Model,
+    catalog: &Catalog,
+    settings: Settings,
+    binding: &Binding,
+    interfaces: &[LocalInterface],
+    logging: Option<(FlowLogging, &mut RuleIds)>,
+) -> Result<RenderedModel> {
     let mut bound: Vec<(usize, String)> = Vec::new();
     for (query, interface) in &binding.explicit {
         let nic = find_nic(model, query).with_context(|| format!("--bind {query}={interface}"))?;
@@ -211,7 +233,32 @@ pub fn render_model(
             bridge: bridge_of(interface),
         })
         .collect();
-    Ok(nsg_nft::render(&nics, &resolver.sets, resolver.settings()))
+    let logged_nics = bound
+        .iter()
+        .zip(&policies)
+        .map(|((index, interface), policy)| {
+            let nic = &model.network_interfaces[*index];
+            let local_mac = interfaces
+                .iter()
+                .find(|local| &local.name == interface)
+                .map(|local| local.mac.clone());
+            LoggedNic {
+                id: nic.id.clone(),
+                subnets: nic
+                    .ip_configurations
+                    .iter()
+                    .map(|c| c.subnet.clone())
+                    .collect(),
+                addresses: policy.addresses.clone(),
+                mac: nic.mac_address.clone().or(local_mac).unwrap_or_default(),
+            }
+        })
+        .collect();
+    let rendered = nsg_nft::render_logged(&nics, &resolver.sets, resolver.settings(), logging);
+    Ok(RenderedModel {
+        rendered,
+        nics: logged_nics,
+    })
 }
 
 /// What this host lacks for its guests' traffic to flow as the policy says: the table filters
@@ -451,6 +498,48 @@ pub struct Following<'a> {
     pub tags: &'a mut TagReloader,
     pub settings: Settings,
     pub binding: &'a Binding,
+    /// With `--flow-logs`: the logger, kept informed of every rendering.
+    pub flow_logs: Option<&'a mut Logging>,
+}
+
+/// Flow logging across renderings: how, the rule numbers, and the running logger.
+pub struct Logging {
+    pub settings: FlowLogging,
+    pub rules: RuleIds,
+    pub logger: FlowLogger,
+}
+
+impl Logging {
+    /// Renders `model` with flow logging, tells the logger, and returns the rendering to apply.
+    pub fn render(
+        &mut self,
+        model: &Model,
+        catalog: &Catalog,
+        settings: Settings,
+        binding: &Binding,
+        interfaces: &[LocalInterface],
+        flow_logs: Vec<VnetFlowLog>,
+    ) -> Result<Rendered> {
+        let rendered = render_model_logged(
+            model,
+            catalog,
+            settings,
+            binding,
+            interfaces,
+            Some((self.settings, &mut self.rules)),
+        )?;
+        self.logger.update(LoggedPolicy {
+            rules: self.rules.clone(),
+            nics: rendered.nics,
+            nsg_guids: model
+                .network_security_groups
+                .iter()
+                .filter_map(|nsg| Some((nsg.id.clone(), nsg.resource_guid.clone()?)))
+                .collect(),
+            flow_logs,
+        });
+        Ok(rendered.rendered)
+    }
 }
 
 /// Follows `watch` until the process is stopped: re-renders and applies when the server's
@@ -490,13 +579,23 @@ pub fn follow(
                     let mut env = Environment::new();
                     env.add_value(&watch.url, Value::Array(resources.clone()))?;
                     let model = crate::inputs::validate(&env, &live.catalog)?;
-                    let rendered = render_model(
-                        &model,
-                        &live.catalog,
-                        live.settings,
-                        live.binding,
-                        interfaces,
-                    )?;
+                    let rendered = match live.flow_logs.as_deref_mut() {
+                        Some(logging) => logging.render(
+                            &model,
+                            &live.catalog,
+                            live.settings,
+                            live.binding,
+                            interfaces,
+                            Vec::new(),
+                        )?,
+                        None => render_model(
+                            &model,
+                            &live.catalog,
+                            live.settings,
+                            live.binding,
+                            interfaces,
+                        )?,
+                    };
                     apply_once(enforcer, rendered)
                 })();
                 // On failure the previous policy stays in force (invariant 4); the next poll

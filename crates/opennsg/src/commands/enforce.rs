@@ -2,10 +2,12 @@
 //! remove, or follow a server with `--watch`).
 
 use super::EXIT_DENY;
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
 use nsg_nft::hits::{Hits, RuleComment};
+use nsg_nft::render::flow_logging::{FlowLogging, RuleIds};
 use nsg_policy::{Settings, SubscriptionType};
+use opennsg::flow_logger::{vnet_flow_logs, FlowLogSettings, FlowLogger};
 use opennsg::inputs;
 use opennsg::tag_cache::{TagFiles, TagReloader};
 use serde::Serialize;
@@ -55,6 +57,33 @@ pub(crate) struct EnforceArgs {
     /// With --stats: JSON instead of a table.
     #[arg(long, requires = "stats")]
     pub(crate) json: bool,
+    /// Log the flows the kernel filters into DIR, in Azure's blob layout: NSG flow logs
+    /// (version 2) for every NSG, VNet flow logs (version 4) for each flowLogs resource of the
+    /// environment. Keeps running (as --watch does) to log.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["dry_run", "check", "remove", "stats"])]
+    pub(crate) flow_logs: Option<PathBuf>,
+    /// Seconds between a long connection's C tuples in the flow logs.
+    #[arg(
+        long,
+        default_value_t = 300,
+        value_name = "SECS",
+        requires = "flow_logs"
+    )]
+    pub(crate) flow_log_interval: u64,
+    /// Seconds between appends to the flow log blobs (60: at the end of each minute).
+    #[arg(
+        long,
+        default_value_t = 60,
+        value_name = "SECS",
+        requires = "flow_logs"
+    )]
+    pub(crate) flow_log_flush: u64,
+    /// The nflog group denied packets are logged to.
+    #[arg(long, default_value_t = FlowLogging::default().group, requires = "flow_logs")]
+    pub(crate) flow_log_group: u16,
+    /// Denied packets logged per second per rule at most (the rest are dropped unlogged).
+    #[arg(long, default_value_t = FlowLogging::default().denied_per_second, requires = "flow_logs")]
+    pub(crate) denied_log_rate: u32,
     /// Remove OpenNSG's table.
     #[arg(long, conflicts_with_all = ["watch", "dry_run", "check"])]
     pub(crate) remove: bool,
@@ -115,6 +144,27 @@ pub(crate) fn enforce(args: EnforceArgs) -> Result<u8> {
         allow_absent: args.allow_absent,
     };
     let mut enforcer = nsg_nft::Enforcer::new(kernel);
+    let mut logging = match &args.flow_logs {
+        Some(dir) => {
+            let settings = FlowLogging {
+                group: args.flow_log_group,
+                denied_per_second: args.denied_log_rate,
+                ..FlowLogging::default()
+            };
+            let logger = FlowLogger::start(FlowLogSettings {
+                dir: dir.clone(),
+                report_every: Duration::from_secs(args.flow_log_interval.max(1)),
+                flush_every: Duration::from_secs(args.flow_log_flush.max(1)),
+                logging: settings,
+            })?;
+            Some(enforce::Logging {
+                settings,
+                rules: RuleIds::default(),
+                logger,
+            })
+        }
+        None => None,
+    };
     if let Some(url) = args.watch {
         enforce::check_watch_url(&url)?;
         let token = args.token.ok_or_else(|| {
@@ -147,12 +197,33 @@ pub(crate) fn enforce(args: EnforceArgs) -> Result<u8> {
             tags: &mut tags,
             settings,
             binding: &binding,
+            flow_logs: logging.as_mut(),
         };
         match enforce::follow(&watch, &mut live, &mut enforcer, &agent)? {}
     }
     let catalog = tag_files.load()?;
     let model = inputs::load_model(&args.files, &catalog)?;
     let interfaces = enforce::local_interfaces()?;
+    if let Some(logging) = &mut logging {
+        let mut flow_logs = Vec::new();
+        for file in &args.files {
+            let documents: serde_json::Value =
+                serde_json::from_slice(&inputs::read_input(file)?)
+                    .with_context(|| format!("{}: not JSON", file.display()))?;
+            let (found, skipped) = vnet_flow_logs(&documents);
+            for reason in skipped {
+                eprintln!("opennsg: warning: {reason}");
+            }
+            flow_logs.extend(found);
+        }
+        let rendered =
+            logging.render(&model, &catalog, settings, &binding, &interfaces, flow_logs)?;
+        enforce::apply_once(&mut enforcer, rendered)?;
+        eprintln!("opennsg: logging flows; stop with Ctrl-C (the table stays in force)");
+        loop {
+            std::thread::park();
+        }
+    }
     let rendered = enforce::render_model(&model, &catalog, settings, &binding, &interfaces)?;
     if args.dry_run {
         let batch = nsg_nft::plan::full(&rendered.ruleset, false);

@@ -1,0 +1,223 @@
+//! Flow logs of real traffic (root): `opennsg enforce --flow-logs DIR` in the router namespace
+//! of a lab, real TCP, UDP and ICMP through it, and the blobs it writes checked strictly and
+//! tuple by tuple.
+
+mod support;
+
+use nsg_netlab::{echo_roundtrip, EchoServer};
+use nsg_policy::flow_log::{check_v2_document, check_v4_document};
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use support::*;
+
+const VNET: &str = "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg1/providers/Microsoft.Network/virtualNetworks/vnet1";
+const FLOW_LOG: &str = "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/NetworkWatcherRG/providers/Microsoft.Network/networkWatchers/NetworkWatcher_westeurope/flowLogs/vnet1-log";
+
+/// Every `PT1H.json` under `dir`.
+fn blobs(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.file_name().is_some_and(|n| n == "PT1H.json") {
+                found.push(path);
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// (rule, tuple fields) of every tuple of the VNet flow logs under `dir`, each file checked.
+fn vnet_tuples(dir: &Path) -> Vec<(String, Vec<String>)> {
+    let mut tuples = Vec::new();
+    for blob in blobs(dir) {
+        let document: Value =
+            serde_json::from_slice(&std::fs::read(&blob).expect("read blob")).expect("JSON");
+        let name = blob.to_string_lossy();
+        if name.contains("insights-logs-flowlogflowevent") {
+            assert_eq!(check_v4_document(&document), Ok(()), "{name}");
+            for record in document["records"].as_array().expect("records") {
+                for acl in record["flowRecords"]["flows"].as_array().expect("flows") {
+                    for group in acl["flowGroups"].as_array().expect("groups") {
+                        for tuple in group["flowTuples"].as_array().expect("tuples") {
+                            let fields = tuple.as_str().expect("tuple").split(',');
+                            tuples.push((
+                                group["rule"].as_str().expect("rule").to_string(),
+                                fields.map(str::to_string).collect(),
+                            ));
+                        }
+                    }
+                }
+            }
+        } else {
+            assert!(
+                name.contains("insights-logs-networksecuritygroupflowevent"),
+                "{name}"
+            );
+            assert_eq!(check_v2_document(&document), Ok(()), "{name}");
+        }
+    }
+    tuples
+}
+
+#[test]
+fn enforce_logs_the_flows_it_filters() {
+    let topology = vm2_and_the_internet(Attachment::Routed);
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let logs = dir.path().join("logs");
+    let mut env = load("seed-vms-http.json");
+    env.as_array_mut().expect("documents").push(json!({
+        "id": FLOW_LOG,
+        "type": "Microsoft.Network/networkWatchers/flowLogs",
+        "location": "westeurope",
+        "properties": {
+            "targetResourceId": VNET,
+            "storageId": "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg1/providers/Microsoft.Storage/storageAccounts/flowlogs1",
+            "enabled": true,
+            "format": {"type": "JSON", "version": 2},
+        },
+    }));
+    // Closed TCP connections linger in conntrack's TIME_WAIT (120 s by default) before their
+    // end is reported; two seconds keep the test short.
+    topology
+        .router
+        .exec_checked(
+            "sysctl",
+            ["-w", "net.netfilter.nf_conntrack_tcp_timeout_time_wait=2"],
+        )
+        .expect("sysctl");
+    let env_file = dir.path().join("env.json");
+    std::fs::write(&env_file, env.to_string()).expect("write environment");
+    let _enforcer = topology.spawn(
+        &[
+            "enforce",
+            env_file.to_str().expect("utf-8"),
+            "--bind",
+            "vm2-nic=vm2",
+            "--flow-logs",
+            logs.to_str().expect("utf-8"),
+            "--flow-log-interval",
+            "2",
+            "--flow-log-flush",
+            "1",
+        ],
+        &[],
+    );
+    assert!(
+        eventually(Duration::from_secs(20), || !topology.tcp("inet", "vm2", 22)),
+        "the policy was enforced"
+    );
+    // An allowed connection with data both ways, open past two reporting intervals.
+    let vm2 = topology.host("vm2");
+    let _http = EchoServer::start(&vm2.ns, SocketAddr::new(vm2.address, 80)).expect("echo");
+    let mut connection = topology
+        .tcp_to_running("inet", "vm2", 80)
+        .expect("HTTP is allowed");
+    let payload = vec![b'x'; 3000];
+    assert_eq!(
+        echo_roundtrip(&mut connection, &payload).expect("echo"),
+        payload
+    );
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(
+        echo_roundtrip(&mut connection, b"more").expect("echo"),
+        b"more"
+    );
+    let client_port = connection.local_addr().expect("local address").port();
+    drop(connection);
+    // A denied datagram; a ping out of vm2 (allowed by AllowInternetOutBound).
+    assert!(!topology.udp("inet", "vm2", 5000).0, "UDP is denied");
+    assert!(topology.ping("vm2", "inet"), "vm2 pings out");
+
+    // The TCP flow: B, at least one C, then E once conntrack reaps the closed connection.
+    let http_tuples = |tuples: &[(String, Vec<String>)]| -> Vec<Vec<String>> {
+        tuples
+            .iter()
+            .filter(|(rule, t)| {
+                rule == "UserRule_Allow-HTTP-Internet" && t[3] == client_port.to_string()
+            })
+            .map(|(_, t)| t.clone())
+            .collect()
+    };
+    assert!(
+        eventually(Duration::from_secs(60), || {
+            http_tuples(&vnet_tuples(&logs)).iter().any(|t| t[7] == "E")
+        }),
+        "the connection's end was logged: {:#?}",
+        vnet_tuples(&logs)
+    );
+    let tuples = vnet_tuples(&logs);
+    let http = http_tuples(&tuples);
+    let states: Vec<&str> = http.iter().map(|t| t[7].as_str()).collect();
+    assert_eq!(states.first(), Some(&"B"), "{http:#?}");
+    assert_eq!(states.last(), Some(&"E"), "{http:#?}");
+    assert!(
+        states.contains(&"C"),
+        "a C tuple for a connection past the interval: {http:#?}"
+    );
+    for t in &http {
+        assert_eq!(
+            (
+                t[1].as_str(),
+                t[2].as_str(),
+                t[4].as_str(),
+                t[5].as_str(),
+                t[6].as_str(),
+                t[8].as_str()
+            ),
+            ("203.0.113.10", "10.0.1.5", "80", "6", "I", "NX"),
+            "{t:?}"
+        );
+    }
+    // Counters: conntrack's whole IP packets. Summed over C and E they hold the payload each
+    // way plus at most 80 bytes of IP and TCP headers (with options) per packet.
+    let sum = |field: usize| -> u64 {
+        http.iter()
+            .map(|t| t[field].parse::<u64>().expect("counter"))
+            .sum()
+    };
+    let sent_payload = (payload.len() + 4) as u64;
+    for (packets, bytes) in [(9, 10), (11, 12)] {
+        let (packets, bytes) = (sum(packets), sum(bytes));
+        assert!(packets >= 3, "{http:#?}");
+        assert!(
+            bytes >= sent_payload + 40 * packets && bytes <= sent_payload + 80 * packets,
+            "{bytes} bytes in {packets} packets: {:?}",
+            http.iter().map(|t| t[7..].join(",")).collect::<Vec<_>>()
+        );
+    }
+    // The denied datagram: one D tuple at vm2 under DenyAllInBound.
+    let denied: Vec<_> = tuples
+        .iter()
+        .filter(|(rule, t)| rule == "DefaultRule_DenyAllInBound" && t[4] == "5000")
+        .collect();
+    assert_eq!(denied.len(), 1, "{tuples:#?}");
+    assert_eq!(&denied[0].1[5..9], ["17", "I", "D", "NX"]);
+    // The ping: ICMP (1) outbound from vm2.
+    assert!(
+        tuples
+            .iter()
+            .any(|(rule, t)| rule == "DefaultRule_AllowInternetOutBound"
+                && t[1] == "10.0.1.5"
+                && t[5] == "1"
+                && t[6] == "O"),
+        "{tuples:#?}"
+    );
+    // Only vm2's flows: the unbound internet host's own traffic is nobody's.
+    assert!(
+        tuples
+            .iter()
+            .all(|(_, t)| t[1] == "10.0.1.5" || t[2] == "10.0.1.5"),
+        "{tuples:#?}"
+    );
+    // The VNet blobs are vm2's MAC's.
+    assert!(blobs(&logs)
+        .iter()
+        .all(|b| b.to_string_lossy().contains("macAddress=000D3A1923CF")));
+}
