@@ -920,9 +920,7 @@ pub fn list(
     scope: Scope,
     page: Option<&nsg_store::PageToken>,
 ) -> Result<(Vec<Value>, Option<nsg_store::PageToken>), ApiError> {
-    let subscription = match &scope {
-        Scope::Subscription(s) | Scope::ResourceGroup(s, _) => s.clone(),
-    };
+    let subscription = scope.subscription().to_string();
     let listed = state
         .store
         .list(kind.arm_type(), scope, page, state.page_size)?;
