@@ -74,7 +74,7 @@ const TARGETS: [(&str, bool); 4] = [
 
 /// `format.version` values accepted: 0 (the specification's default, which `az network watcher
 /// flow-log create` sends unless told `--log-version`), 1 and 2. Virtual network flow logs are
-/// written in version 4 of the log format whatever this says (Microsoft's own example creates
+/// written in version 4 of the log format whatever this says (Microsoft's filtering page creates
 /// one with version 2).
 const FORMAT_VERSIONS: std::ops::RangeInclusive<i64> = 0..=2;
 
