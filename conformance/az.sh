@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The real Azure CLI against `opennsg serve`: HTTPS with a self-signed certificate, a registered
 # cloud, `az login --identity`, then nsg / rule / asg / vnet / nic create, `nic list-effective-nsg`,
-# `watcher test-ip-flow` and `list-service-tags`, each answer checked. Installs the pinned
+# `watcher test-ip-flow`, `watcher flow-log create/show/list/update/delete` and `list-service-tags`,
+# each answer checked. Installs the pinned
 # azure-cli into target/az-venv (under $CARGO_TARGET_DIR when set) if it is not there. Bounded: every az call has a timeout, and the
 # server is stopped whatever happens.
 set -euo pipefail
@@ -92,6 +93,21 @@ check "watcher test-ip-flow (allowed)" "Allow securityRules/allow-http" \
     "$(az network watcher test-ip-flow -g rg1 --vm vm1 --direction Inbound --protocol TCP --local 10.0.1.4:80 --remote 203.0.113.10:50000 --query '[access, ruleName]' -o tsv | tr '\t\n' '  ' | sed 's/ *$//')"
 check "watcher test-ip-flow (denied)" "Deny defaultSecurityRules/DenyAllInBound" \
     "$(az network watcher test-ip-flow -g rg1 --vm vm1 --direction Inbound --protocol TCP --local 10.0.1.4:22 --remote 203.0.113.10:50000 --query '[access, ruleName]' -o tsv | tr '\t\n' '  ' | sed 's/ *$//')"
+# VNet flow logs as Microsoft's "Manage virtual network flow logs using the Azure CLI" makes them:
+# the watcher found by location, a VNet target, a storage account id (its form only is checked).
+storage="/subscriptions/$sub/resourceGroups/rg1/providers/Microsoft.Storage/storageAccounts/flowlogs1"
+vnet1_id="/subscriptions/$sub/resourceGroups/rg1/providers/Microsoft.Network/virtualNetworks/vnet1"
+az network watcher flow-log create -l westeurope -n vnet1-log --vnet "$vnet1_id" --storage-account "$storage" -o none
+check "flow-log show" "Succeeded $vnet1_id true" \
+    "$(az network watcher flow-log show -l westeurope -n vnet1-log --query '[provisioningState, targetResourceId, enabled]' -o tsv | tr '\t\n' '  ' | sed 's/ *$//')"
+check "flow-log list" "vnet1-log" "$(az network watcher flow-log list -l westeurope --query '[].name' -o tsv)"
+az network watcher flow-log update -l westeurope -n vnet1-log --retention 7 --enabled false -o none
+check "flow-log update" "7 true false" \
+    "$(az network watcher flow-log show -l westeurope -n vnet1-log --query '[retentionPolicy.days, retentionPolicy.enabled, enabled]' -o tsv | tr '\t\n' '  ' | sed 's/ *$//')"
+refused="$(az network watcher flow-log create -l westeurope -n nsg1-log -g rg1 --nsg nsg1 --storage-account "$storage" -o none 2>&1 || true)"
+check "new NSG flow log refused" "NsgFlowLogCreationBlocked" "$(grep -o NsgFlowLogCreationBlocked <<<"$refused" | head -1)"
+az network watcher flow-log delete -l westeurope -n vnet1-log
+check "flow-log delete" "0" "$(az network watcher flow-log list -l westeurope --query 'length(@)' -o tsv)"
 loaded_tags="$(python3 -c 'import json, sys; print(len({t["name"] for f in sys.argv[1:] for t in json.load(open(f))["values"]}))' ${service_tags//:/ })"
 check "list-service-tags" "$loaded_tags" "$(az network list-service-tags -l westeurope --query 'length(values)' -o tsv)"
 echo "az: $passed passed, 0 failed"

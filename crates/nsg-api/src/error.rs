@@ -41,6 +41,18 @@ impl ApiError {
         )
     }
 
+    /// ARM's answer for a nested resource whose parent does not exist.
+    pub fn parent_not_found(parent: &nsg_model::ResourceId) -> ApiError {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "ParentResourceNotFound",
+            format!(
+                "Can not perform requested operation on nested resource. Parent resource '{}' not found.",
+                parent.name()
+            ),
+        )
+    }
+
     pub fn with_target(mut self, target: impl Into<String>) -> ApiError {
         self.target = Some(target.into());
         self

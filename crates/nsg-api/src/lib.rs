@@ -399,6 +399,7 @@ fn route(state: &AppState, call: &Call<'_>) -> Result<Answer, ApiError> {
     let target = request::parse_path(path)?;
     let query = request::parse_query(query)?;
     let precondition = request::precondition(headers)?;
+    resources::flow_logs::require_watcher(state, method, &target)?;
     match (target, method.clone()) {
         (Target::Resource { kind, id }, Method::GET) => resources::get(state, kind, &id),
         (Target::Resource { kind, id }, Method::PUT) => {

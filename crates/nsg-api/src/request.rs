@@ -17,16 +17,20 @@ pub enum Kind {
     NetworkInterface,
     VirtualMachine,
     NetworkWatcher,
+    /// `networkWatchers/{nw}/flowLogs/{name}`: stored as rows of their own (see
+    /// [`Kind::nested`]).
+    FlowLog,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 7] = [
         Kind::NetworkSecurityGroup,
         Kind::ApplicationSecurityGroup,
         Kind::VirtualNetwork,
         Kind::NetworkInterface,
         Kind::VirtualMachine,
         Kind::NetworkWatcher,
+        Kind::FlowLog,
     ];
 
     /// The full ARM type, as Azure spells it.
@@ -38,7 +42,14 @@ impl Kind {
             Kind::NetworkInterface => types::NETWORK_INTERFACE,
             Kind::VirtualMachine => types::VIRTUAL_MACHINE,
             Kind::NetworkWatcher => "Microsoft.Network/networkWatchers",
+            // As Azure spells it in flow log answers.
+            Kind::FlowLog => "Microsoft.Network/networkWatchers/FlowLogs",
         }
+    }
+
+    /// The last segment of the type (`networkWatchers`, `FlowLogs`).
+    fn type_segment(self) -> &'static str {
+        self.arm_type().rsplit('/').next().unwrap_or("resource")
     }
 
     fn from_path(namespace: &str, segment: &str) -> Option<Kind> {
@@ -46,6 +57,15 @@ impl Kind {
         Kind::ALL
             .into_iter()
             .find(|k| k.arm_type().eq_ignore_ascii_case(&wanted))
+    }
+
+    /// The kinds below a resource of this kind that ARM manages as resources of their own: rows
+    /// of their own, not children inside this kind's documents.
+    fn nested(self) -> &'static [Kind] {
+        match self {
+            Kind::NetworkWatcher => &[Kind::FlowLog],
+            _ => &[],
+        }
     }
 
     /// The child collections kept inside this kind's documents.
@@ -116,7 +136,8 @@ impl Action {
 /// What a path addresses.
 #[derive(Clone, Debug)]
 pub enum Target {
-    /// `…/providers/{namespace}/{type}` in a resource group or a subscription.
+    /// `…/providers/{namespace}/{type}` in a resource group or a subscription, or
+    /// `…/{type}/{name}/{nested type}` below a parent (a watcher's flow logs).
     List { kind: Kind, scope: Scope },
     /// `…/{type}/{name}`.
     Resource { kind: Kind, id: ResourceId },
@@ -216,6 +237,22 @@ pub fn parse_path(path: &str) -> Result<Target, ApiError> {
         }),
         9 | 10 => {
             let parent = id_of(8)?;
+            if let Some(&nested) = kind
+                .nested()
+                .iter()
+                .find(|k| k.type_segment().eq_ignore_ascii_case(segments[8]))
+            {
+                return Ok(match segments.len() {
+                    9 => Target::List {
+                        kind: nested,
+                        scope: Scope::Parent(parent),
+                    },
+                    _ => Target::Resource {
+                        kind: nested,
+                        id: id_of(10)?,
+                    },
+                });
+            }
             let child = kind
                 .children()
                 .iter()
@@ -284,8 +321,8 @@ pub fn check_resource_group(name: &str) -> Result<(), ApiError> {
 /// A low-cardinality name of what a path asks, for metrics.
 pub fn operation(path: &str) -> String {
     match parse_path(path) {
-        Ok(Target::List { kind, .. }) => format!("list {}", short(kind)),
-        Ok(Target::Resource { kind, .. }) => short(kind).to_string(),
+        Ok(Target::List { kind, .. }) => format!("list {}", kind.type_segment()),
+        Ok(Target::Resource { kind, .. }) => kind.type_segment().to_string(),
         Ok(Target::Children { child, .. } | Target::ChildResource { child, .. }) => {
             child.collection().to_string()
         }
@@ -295,10 +332,6 @@ pub fn operation(path: &str) -> String {
         Ok(Target::ResourceGroup { .. }) => "resourceGroups".to_string(),
         Err(_) => "unknown".to_string(),
     }
-}
-
-fn short(kind: Kind) -> &'static str {
-    kind.arm_type().rsplit('/').next().unwrap_or("resource")
 }
 
 /// The query parameters ARM requests carry.

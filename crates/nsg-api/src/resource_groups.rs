@@ -192,6 +192,8 @@ pub fn delete(state: &AppState, subscription: &str, name: &str) -> Result<Answer
             tx.delete(&resource.id, Precondition::None)?;
         }
         tx.delete(&id, Precondition::None)?;
+        // Flow logs elsewhere whose targets were in the group go with them.
+        crate::resources::flow_logs::delete_orphans(tx, subscription)?;
         Ok(Answer {
             status: StatusCode::OK,
             body: None,

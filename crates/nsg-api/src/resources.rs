@@ -7,6 +7,7 @@
 //! references, inside the write's transaction.
 
 mod addresses;
+pub(crate) mod flow_logs;
 
 use crate::back_references::BackReferences;
 use crate::error::ApiError;
@@ -43,10 +44,10 @@ impl Answer {
         }
     }
     fn deleted(kind: Kind, existed: bool) -> Answer {
-        // The SDK's poller for network watchers accepts 202/204 only.
+        // The SDK's pollers for network watchers and flow logs accept 202/204 only.
         let status = match (existed, kind) {
             (false, _) => StatusCode::NO_CONTENT,
-            (true, Kind::NetworkWatcher) => StatusCode::ACCEPTED,
+            (true, Kind::NetworkWatcher | Kind::FlowLog) => StatusCode::ACCEPTED,
             (true, _) => StatusCode::OK,
         };
         Answer { status, body: None }
@@ -74,15 +75,18 @@ pub fn parse_body(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
 
 /// Checks that `doc` has the shape of `T`, naming the field that does not.
 fn check_shape<T: serde::de::DeserializeOwned>(doc: &Map<String, Value>) -> Result<(), ApiError> {
-    serde_path_to_error::deserialize::<_, T>(Value::Object(doc.clone()))
-        .map(|_| ())
-        .map_err(|e| {
-            ApiError::bad_request(
-                "InvalidRequestFormat",
-                format!("Cannot parse the request: {}: {}.", e.path(), e.inner()),
-            )
-            .with_target(e.path().to_string())
-        })
+    read_shape::<T>(doc).map(|_| ())
+}
+
+/// `doc` read as a `T`, or the error naming the field that does not fit.
+fn read_shape<T: serde::de::DeserializeOwned>(doc: &Map<String, Value>) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize::<_, T>(Value::Object(doc.clone())).map_err(|e| {
+        ApiError::bad_request(
+            "InvalidRequestFormat",
+            format!("Cannot parse the request: {}: {}.", e.path(), e.inner()),
+        )
+        .with_target(e.path().to_string())
+    })
 }
 
 /// Element `i` of the list at `field`, which must be an object.
@@ -282,6 +286,7 @@ fn normalise(
                 .entry("macAddress")
                 .or_insert_with(|| json!(mac_address(id)));
         }
+        Kind::FlowLog => flow_logs::normalise(tx, id, &mut body, existing)?,
         Kind::VirtualMachine | Kind::NetworkWatcher => {}
     }
     check_kind_shape(kind, &body)?;
@@ -295,6 +300,7 @@ fn check_kind_shape(kind: Kind, doc: &Map<String, Value>) -> Result<(), ApiError
         Kind::VirtualNetwork => check_shape::<arm::VirtualNetwork>(doc),
         Kind::NetworkInterface => check_shape::<arm::NetworkInterface>(doc),
         Kind::VirtualMachine => check_shape::<arm::VirtualMachine>(doc),
+        Kind::FlowLog => check_shape::<flow_logs::FlowLogDocument>(doc),
         Kind::ApplicationSecurityGroup | Kind::NetworkWatcher => {
             check_shape::<arm::ApplicationSecurityGroup>(doc)
         }
@@ -372,7 +378,11 @@ fn validate(
     id: &ResourceId,
     doc: &Value,
 ) -> Result<(), ApiError> {
-    if matches!(kind, Kind::ApplicationSecurityGroup | Kind::NetworkWatcher) {
+    // Flow logs are checked as they are normalised, against the resources they name.
+    if matches!(
+        kind,
+        Kind::ApplicationSecurityGroup | Kind::NetworkWatcher | Kind::FlowLog
+    ) {
         return Ok(());
     }
     let mut referenced = Vec::new();
@@ -486,6 +496,9 @@ pub fn render(kind: Kind, stored: &StoredResource) -> Value {
             }
         }
     }
+    if kind == Kind::FlowLog {
+        flow_logs::add_defaults(props);
+    }
     if kind == Kind::NetworkInterface {
         // What Azure answers for fields the client did not send.
         props.entry("enableIPForwarding").or_insert(json!(false));
@@ -556,6 +569,10 @@ pub fn put(
         let doc = normalise(tx, kind, id, body, existing.as_ref())?;
         validate(state, tx, kind, id, &doc)?;
         let outcome = tx.put(id, doc, precondition)?;
+        if kind == Kind::VirtualNetwork {
+            // Subnets a full PUT leaves out are gone, with their flow logs.
+            flow_logs::delete_orphans(tx, id.subscription())?;
+        }
         let mut rendered = render(kind, outcome.resource());
         add_back_references_in(tx, kind, id.subscription(), &mut rendered)?;
         Ok(Answer::written(outcome.created(), rendered))
@@ -604,7 +621,9 @@ pub fn delete(
         if let Some(error) = in_use_error(tx, kind, id, &|_| true)? {
             return Err(error);
         }
-        Ok(Answer::deleted(kind, tx.delete(id, precondition)?))
+        let deleted = tx.delete(id, precondition)?;
+        flow_logs::delete_orphans(tx, id.subscription())?;
+        Ok(Answer::deleted(kind, deleted))
     })
 }
 
@@ -647,7 +666,7 @@ pub(crate) fn in_use_error(
             "NicInUse",
             "Network interface",
         ),
-        Kind::VirtualMachine | Kind::NetworkWatcher => (Vec::new(), "", ""),
+        Kind::VirtualMachine | Kind::NetworkWatcher | Kind::FlowLog => (Vec::new(), "", ""),
     };
     let users: Vec<String> = users.into_iter().filter(|user| counts(user)).collect();
     Ok((!users.is_empty()).then(|| in_use(code, what, id, &users)))
@@ -902,6 +921,7 @@ pub fn delete_child(
             return Ok(Answer::deleted(kind, false));
         }
         tx.put(parent, doc, precondition)?;
+        flow_logs::delete_orphans(tx, parent.subscription())?;
         Ok(Answer::deleted(kind, true))
     })
 }
@@ -920,9 +940,7 @@ pub fn list(
     scope: Scope,
     page: Option<&nsg_store::PageToken>,
 ) -> Result<(Vec<Value>, Option<nsg_store::PageToken>), ApiError> {
-    let subscription = match &scope {
-        Scope::Subscription(s) | Scope::ResourceGroup(s, _) => s.clone(),
-    };
+    let subscription = scope.subscription().to_string();
     let listed = state
         .store
         .list(kind.arm_type(), scope, page, state.page_size)?;

@@ -334,5 +334,10 @@ mod tests {
         );
         assert!(by_rg.contains("resources_by_group"), "{by_rg}");
         assert!(!by_rg.contains("TEMP B-TREE"), "{by_rg}");
+        let by_parent = plan(
+            "SELECT key FROM resources WHERE type_key = 't' AND sub_key = 's' AND rg_key = 'r' AND key > 'p/' AND key < 'p0' ORDER BY key LIMIT 3",
+        );
+        assert!(by_parent.contains("resources_by_group"), "{by_parent}");
+        assert!(!by_parent.contains("TEMP B-TREE"), "{by_parent}");
     }
 }

@@ -157,6 +157,28 @@ pub(crate) fn list(
                 &fetch,
             ],
         )?,
+        Scope::Parent(parent) => {
+            // The keys below the parent's are exactly those in (`{parent}/`, `{parent}0`):
+            // '0' is the byte after '/', and SQLite compares text bytewise.
+            let parent_key = key_of(parent);
+            let below = format!("{parent_key}/");
+            let after = after.max(below);
+            collect(
+                &format!(
+                    "SELECT {COLUMNS} FROM resources \
+                     WHERE type_key = ?1 AND sub_key = ?2 AND rg_key = ?3 AND key > ?4 AND key < ?5 \
+                     ORDER BY key LIMIT ?6"
+                ),
+                &[
+                    &type_key,
+                    &parent.subscription().to_ascii_lowercase(),
+                    &parent.resource_group().to_ascii_lowercase(),
+                    &after,
+                    &format!("{parent_key}0"),
+                    &fetch,
+                ],
+            )?
+        }
     }
     let next = if items.len() > limit {
         items.truncate(limit);

@@ -116,13 +116,28 @@ impl PutOutcome {
     }
 }
 
-/// Where to list: ARM's "list all" (a subscription) or "list" (a resource group). Names compare
-/// case-insensitively.
+/// Where to list: ARM's "list all" (a subscription), "list" (a resource group), or the
+/// resources below one parent that ARM manages as resources of their own (a network watcher's
+/// flow logs). Names compare case-insensitively.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Scope {
     Subscription(String),
     /// `(subscription, resource group)`.
     ResourceGroup(String, String),
+    /// The rows whose ids extend this id (`{parent}/flowLogs/x` for the watcher `{parent}`).
+    Parent(ResourceId),
+}
+
+impl Scope {
+    /// The subscription the scope lies in.
+    pub fn subscription(&self) -> &str {
+        match self {
+            Scope::Subscription(subscription) | Scope::ResourceGroup(subscription, _) => {
+                subscription
+            }
+            Scope::Parent(parent) => parent.subscription(),
+        }
+    }
 }
 
 /// One page of a listing, ordered by lower-cased id.

@@ -477,6 +477,60 @@ fn lists_by_resource_group_and_subscription_in_stable_pages() {
 }
 
 #[test]
+fn lists_below_a_parent_take_only_its_own_rows() {
+    let store = Store::open_in_memory().unwrap();
+    let watcher = |name: &str| {
+        id(&format!(
+            "/subscriptions/s/resourceGroups/NetworkWatcherRG/providers/Microsoft.Network/networkWatchers/{name}"
+        ))
+    };
+    let flow_log = |parent: &ResourceId, name: &str| parent.child("flowLogs", name);
+    let (nw1, nw10, nw2) = (watcher("nw1"), watcher("nw10"), watcher("nw2"));
+    let mine: Vec<ResourceId> = (0..7).map(|i| flow_log(&nw1, &format!("fl{i}"))).collect();
+    store
+        .transaction(|tx| {
+            for parent in [&nw1, &nw10, &nw2] {
+                tx.put(parent, json!({}), Precondition::None)?;
+            }
+            for id in &mine {
+                tx.put(id, json!({}), Precondition::None)?;
+            }
+            // Neighbours by key: a watcher whose name extends nw1's, one sorting after it, and
+            // another type below nw1.
+            tx.put(&flow_log(&nw10, "fl0"), json!({}), Precondition::None)?;
+            tx.put(&flow_log(&nw2, "fl0"), json!({}), Precondition::None)?;
+            tx.put(
+                &nw1.child("connectionMonitors", "cm"),
+                json!({}),
+                Precondition::None,
+            )?;
+            Ok::<_, StoreError>(())
+        })
+        .unwrap();
+    let flow_logs = "Microsoft.Network/networkWatchers/flowLogs";
+    for limit in [1, 3, 7, 100] {
+        let (ids, pages) = list_all(&store, flow_logs, Scope::Parent(nw1.clone()), limit);
+        assert_eq!(keys(&ids), sorted(&mine), "limit {limit}");
+        assert_eq!(pages, 7usize.div_ceil(limit), "limit {limit}");
+    }
+    let upper = id(&nw1.as_str().to_uppercase());
+    let (ids, _) = list_all(
+        &store,
+        "MICROSOFT.NETWORK/NETWORKWATCHERS/FLOWLOGS",
+        Scope::Parent(upper),
+        100,
+    );
+    assert_eq!(ids.len(), 7, "parents and types compare case-insensitively");
+    let (ids, _) = list_all(&store, flow_logs, Scope::Parent(nw10.clone()), 100);
+    assert_eq!(keys(&ids), sorted(&[flow_log(&nw10, "fl0")]));
+    let none = store
+        .list(flow_logs, Scope::Parent(watcher("nw3")), None, 10)
+        .unwrap();
+    assert!(none.items.is_empty() && none.next.is_none());
+    assert_eq!(Scope::Parent(nw1).subscription(), "s");
+}
+
+#[test]
 fn page_limits_are_clamped() {
     let store = Store::open_in_memory().unwrap();
     populate(&store);
