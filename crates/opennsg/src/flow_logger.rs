@@ -13,7 +13,11 @@
 use crate::live_flows::{LiveFlows, LoggedNic};
 use anyhow::{Context, Result};
 use nsg_flow_store::{BlobName, BlobPrefix, DirectoryStore, FlowLogStore, HourStamp};
+use nsg_model::flow_log_filter::{
+    Encryption, FilterTuple, FlowLogFilter, FlowState as FilterState, RecordTypes,
+};
 use nsg_model::id::types;
+use nsg_model::rule::Access;
 use nsg_model::ResourceId;
 use nsg_netfilter::{ConntrackEvent, ConntrackEvents, Nflog, NflogPacket};
 use nsg_nft::render::flow_logging::{FlowLogging, RuleIds};
@@ -55,9 +59,42 @@ pub struct VnetFlowLog {
     pub identity: FlowLogIdentity,
     /// Days of blobs to keep; 0 keeps them forever.
     pub retention_days: u32,
+    /// `enabledFilteringCriteria`: only matching tuples are written.
+    pub filter: Option<FlowLogFilter>,
+    /// `recordTypes`: only tuples of these states are written.
+    pub record_types: Option<RecordTypes>,
 }
 
 impl VnetFlowLog {
+    /// Whether the flow log writes `event`: its filter and record types keep it.
+    pub fn keeps(&self, event: &FlowLogEvent) -> bool {
+        let letter = match event.access {
+            Access::Deny => 'D',
+            Access::Allow => event.state.letter(),
+        };
+        let Some(state) = FilterState::from_letter(letter) else {
+            return false;
+        };
+        if self
+            .record_types
+            .is_some_and(|types| !types.contains(state))
+        {
+            return false;
+        }
+        self.filter.as_ref().is_none_or(|filter| {
+            filter.matches(&FilterTuple {
+                src: event.src,
+                dst: event.dst,
+                src_port: event.src_port,
+                dst_port: event.dst_port,
+                protocol: event.protocol,
+                direction: event.direction,
+                state,
+                encryption: Encryption::Unencrypted,
+            })
+        })
+    }
+
     /// Whether the flow log's target is `nic`, one of its subnets, or their VNet.
     pub fn covers(&self, nic: &LoggedNic) -> bool {
         let target = &self.identity.target;
@@ -116,6 +153,26 @@ pub fn vnet_flow_logs(documents: &Value) -> (Vec<VnetFlowLog>, Vec<String>) {
             ));
             continue;
         }
+        let filter = match properties["enabledFilteringCriteria"].as_str() {
+            Some(text) if !text.trim().is_empty() => match FlowLogFilter::parse(text) {
+                Ok(filter) => Some(filter),
+                Err(error) => {
+                    skipped.push(format!("flow log {id}: enabledFilteringCriteria: {error}"));
+                    continue;
+                }
+            },
+            _ => None,
+        };
+        let record_types = match properties["recordTypes"].as_str() {
+            Some(text) if !text.trim().is_empty() => match RecordTypes::parse(text) {
+                Ok(types) => Some(types),
+                Err(error) => {
+                    skipped.push(format!("flow log {id}: recordTypes: {error}"));
+                    continue;
+                }
+            },
+            _ => None,
+        };
         let retention = &properties["retentionPolicy"];
         let retention_days = match retention["enabled"] {
             Value::Bool(true) => retention["days"]
@@ -134,6 +191,8 @@ pub fn vnet_flow_logs(documents: &Value) -> (Vec<VnetFlowLog>, Vec<String>) {
                 target,
             },
             retention_days,
+            filter,
+            record_types,
         });
     }
     (logs, skipped)
@@ -357,10 +416,10 @@ fn write_events(store: &mut DirectoryStore, events: &[FlowLogEvent], policy: &Lo
                 nsg_model::rule::Direction::Inbound => event.dst,
                 nsg_model::rule::Direction::Outbound => event.src,
             };
-            if covered
+            let at_covered_nic = covered
                 .iter()
-                .any(|nic| nic.addresses.iter().any(|net| net.contains(&local)))
-            {
+                .any(|nic| nic.addresses.iter().any(|net| net.contains(&local)));
+            if at_covered_nic && flow_log.keeps(event) {
                 vnet.push(event);
             }
         }
@@ -431,5 +490,49 @@ fn apply_retention(store: &mut DirectoryStore, flow_logs: &[VnetFlowLog], at: Ti
             }
             Err(error) => eprintln!("opennsg: flow logs: {prefix}: {error}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const SUB: &str = "/subscriptions/s/resourceGroups/rg/providers";
+
+    fn flow_log(name: &str, properties: Value) -> Value {
+        json!({
+            "id": format!("{SUB}/Microsoft.Network/networkWatchers/nw/flowLogs/{name}"),
+            "type": "Microsoft.Network/networkWatchers/flowLogs",
+            "properties": properties,
+        })
+    }
+
+    #[test]
+    fn the_vnet_flow_logs_of_an_environment_are_found_and_others_skipped() {
+        let vnet = format!("{SUB}/Microsoft.Network/virtualNetworks/v");
+        let nsg = format!("{SUB}/Microsoft.Network/networkSecurityGroups/n");
+        let documents = json!([
+            {"id": format!("{SUB}/Microsoft.Network/virtualNetworks/v"), "type": "Microsoft.Network/virtualNetworks"},
+            flow_log("kept", json!({"targetResourceId": vnet, "retentionPolicy": {"days": 7, "enabled": true}, "enabledFilteringCriteria": "DstPort=443", "recordTypes": "B,E"})),
+            flow_log("off", json!({"targetResourceId": vnet, "enabled": false})),
+            flow_log("nsg", json!({"targetResourceId": nsg})),
+            flow_log("bad-filter", json!({"targetResourceId": vnet, "enabledFilteringCriteria": "Port=1"})),
+            flow_log("bad-types", json!({"targetResourceId": vnet, "recordTypes": "X"})),
+            flow_log("no-target", json!({})),
+        ]);
+        let (logs, skipped) = vnet_flow_logs(&documents);
+        assert_eq!(logs.len(), 1);
+        assert_eq!(logs[0].identity.id.name(), "kept");
+        assert_eq!(logs[0].retention_days, 7);
+        assert!(logs[0].filter.is_some() && logs[0].record_types.is_some());
+        for name in ["nsg", "bad-filter", "bad-types", "no-target"] {
+            assert!(
+                skipped.iter().any(|reason| reason.contains(name)
+                    || (name == "no-target" && reason.contains("no valid id"))),
+                "{name}: {skipped:?}"
+            );
+        }
+        assert_eq!(skipped.len(), 4, "{skipped:?}");
     }
 }

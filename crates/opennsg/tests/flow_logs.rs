@@ -13,7 +13,8 @@ use std::time::Duration;
 use support::*;
 
 const VNET: &str = "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg1/providers/Microsoft.Network/virtualNetworks/vnet1";
-const FLOW_LOG: &str = "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/NetworkWatcherRG/providers/Microsoft.Network/networkWatchers/NetworkWatcher_westeurope/flowLogs/vnet1-log";
+const WATCHER: &str = "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/NetworkWatcherRG/providers/Microsoft.Network/networkWatchers/NetworkWatcher_westeurope";
+const NIC: &str = "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg1/providers/Microsoft.Network/networkInterfaces/vm2-nic";
 
 /// Every `PT1H.json` under `dir`.
 fn blobs(dir: &Path) -> Vec<PathBuf> {
@@ -33,15 +34,20 @@ fn blobs(dir: &Path) -> Vec<PathBuf> {
     found
 }
 
-/// (rule, tuple fields) of every tuple of the VNet flow logs under `dir`, each file checked.
-fn vnet_tuples(dir: &Path) -> Vec<(String, Vec<String>)> {
+/// (rule, tuple fields) of every tuple of VNet flow log `name` under `dir`, each file (of
+/// either format) checked.
+fn vnet_tuples(dir: &Path, name: &str) -> Vec<(String, Vec<String>)> {
     let mut tuples = Vec::new();
+    let of_log = format!("/FLOWLOGS/{}/", name.to_uppercase());
     for blob in blobs(dir) {
         let document: Value =
             serde_json::from_slice(&std::fs::read(&blob).expect("read blob")).expect("JSON");
         let name = blob.to_string_lossy();
         if name.contains("insights-logs-flowlogflowevent") {
             assert_eq!(check_v4_document(&document), Ok(()), "{name}");
+            if !name.contains(&of_log) {
+                continue;
+            }
             for record in document["records"].as_array().expect("records") {
                 for acl in record["flowRecords"]["flows"].as_array().expect("flows") {
                     for group in acl["flowGroups"].as_array().expect("groups") {
@@ -72,17 +78,31 @@ fn enforce_logs_the_flows_it_filters() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let logs = dir.path().join("logs");
     let mut env = load("seed-vms-http.json");
-    env.as_array_mut().expect("documents").push(json!({
-        "id": FLOW_LOG,
-        "type": "Microsoft.Network/networkWatchers/flowLogs",
-        "location": "westeurope",
-        "properties": {
-            "targetResourceId": VNET,
+    // A flow log of the whole VNet, and one of vm2's NIC that keeps only TCP's begin and end.
+    for (name, target, extra) in [
+        ("vnet1-log", VNET, json!({})),
+        (
+            "vm2-tcp-log",
+            NIC,
+            json!({"enabledFilteringCriteria": "Protocol=TCP", "recordTypes": "B,E"}),
+        ),
+    ] {
+        let mut properties = json!({
+            "targetResourceId": target,
             "storageId": "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg1/providers/Microsoft.Storage/storageAccounts/flowlogs1",
             "enabled": true,
             "format": {"type": "JSON", "version": 2},
-        },
-    }));
+        });
+        for (key, value) in extra.as_object().expect("object") {
+            properties[key] = value.clone();
+        }
+        env.as_array_mut().expect("documents").push(json!({
+            "id": format!("{WATCHER}/flowLogs/{name}"),
+            "type": "Microsoft.Network/networkWatchers/flowLogs",
+            "location": "westeurope",
+            "properties": properties,
+        }));
+    }
     // Closed TCP connections linger in conntrack's TIME_WAIT (120 s by default) before their
     // end is reported; two seconds keep the test short.
     topology
@@ -147,12 +167,14 @@ fn enforce_logs_the_flows_it_filters() {
     };
     assert!(
         eventually(Duration::from_secs(60), || {
-            http_tuples(&vnet_tuples(&logs)).iter().any(|t| t[7] == "E")
+            http_tuples(&vnet_tuples(&logs, "vnet1-log"))
+                .iter()
+                .any(|t| t[7] == "E")
         }),
         "the connection's end was logged: {:#?}",
-        vnet_tuples(&logs)
+        vnet_tuples(&logs, "vnet1-log")
     );
-    let tuples = vnet_tuples(&logs);
+    let tuples = vnet_tuples(&logs, "vnet1-log");
     let http = http_tuples(&tuples);
     let states: Vec<&str> = http.iter().map(|t| t[7].as_str()).collect();
     assert_eq!(states.first(), Some(&"B"), "{http:#?}");
@@ -216,6 +238,19 @@ fn enforce_logs_the_flows_it_filters() {
             .all(|(_, t)| t[1] == "10.0.1.5" || t[2] == "10.0.1.5"),
         "{tuples:#?}"
     );
+    // The filtered flow log holds only TCP's B and E tuples: the HTTP connection's and the
+    // denied probes' none (D is not in its record types).
+    let filtered = vnet_tuples(&logs, "vm2-tcp-log");
+    assert!(!filtered.is_empty(), "{filtered:#?}");
+    assert!(
+        filtered
+            .iter()
+            .all(|(_, t)| t[5] == "6" && (t[7] == "B" || t[7] == "E")),
+        "{filtered:#?}"
+    );
+    assert!(filtered
+        .iter()
+        .any(|(_, t)| t[3] == client_port.to_string() && t[7] == "E"));
     // The VNet blobs are vm2's MAC's.
     assert!(blobs(&logs)
         .iter()
