@@ -1,7 +1,7 @@
 //! `opennsg enforce`: binds NICs to local interfaces and keeps the kernel's nftables table equal
 //! to their policies, from environment files or by following an `opennsg serve` instance.
 
-use crate::flow_logger::{FlowLogger, LoggedPolicy, VnetFlowLog};
+use crate::flow_logger::{vnet_flow_logs, FlowLogger, LoggedPolicy, VnetFlowLog};
 use crate::live_flows::LoggedNic;
 use crate::query::find_nic;
 use crate::tag_cache::{describe_reload, TagReloader};
@@ -383,6 +383,32 @@ impl Watch {
 
     /// Every resource of every subscription the server lists, as one environment document.
     pub fn fetch(&self, agent: &ureq::Agent) -> Result<Vec<Value>> {
+        let mut resources = Vec::new();
+        for kind in WATCHED_TYPES {
+            resources.extend(self.fetch_kind(agent, kind)?);
+        }
+        Ok(resources)
+    }
+
+    /// The flow logs of every network watcher the server lists (for `--flow-logs`).
+    pub fn fetch_flow_logs(&self, agent: &ureq::Agent) -> Result<Vec<Value>> {
+        let base = self.url.trim_end_matches('/');
+        let mut flow_logs = Vec::new();
+        for watcher in self.fetch_kind(agent, "Microsoft.Network/networkWatchers")? {
+            let id = watcher["id"]
+                .as_str()
+                .ok_or_else(|| anyhow!("a network watcher without id"))?;
+            self.fetch_pages(
+                agent,
+                format!("{base}{id}/flowLogs?api-version={API_VERSION}"),
+                &mut flow_logs,
+            )?;
+        }
+        Ok(flow_logs)
+    }
+
+    /// Every resource of type `kind` in every subscription the server lists.
+    fn fetch_kind(&self, agent: &ureq::Agent, kind: &str) -> Result<Vec<Value>> {
         let base = self.url.trim_end_matches('/');
         let subscriptions = self.get(
             agent,
@@ -393,18 +419,24 @@ impl Watch {
             let id = subscription["subscriptionId"]
                 .as_str()
                 .ok_or_else(|| anyhow!("a subscription without subscriptionId"))?;
-            for kind in WATCHED_TYPES {
-                let mut next = Some(format!(
-                    "{base}/subscriptions/{id}/providers/{kind}?api-version={API_VERSION}"
-                ));
-                while let Some(url) = next.take() {
-                    let page = self.get(agent, &url)?;
-                    resources.extend(list_items(&page)?.iter().cloned());
-                    next = page["nextLink"].as_str().map(str::to_string);
-                }
-            }
+            self.fetch_pages(
+                agent,
+                format!("{base}/subscriptions/{id}/providers/{kind}?api-version={API_VERSION}"),
+                &mut resources,
+            )?;
         }
         Ok(resources)
+    }
+
+    /// The items of a list and of its next pages.
+    fn fetch_pages(&self, agent: &ureq::Agent, first: String, into: &mut Vec<Value>) -> Result<()> {
+        let mut next = Some(first);
+        while let Some(url) = next.take() {
+            let page = self.get(agent, &url)?;
+            into.extend(list_items(&page)?.iter().cloned());
+            next = page["nextLink"].as_str().map(str::to_string);
+        }
+        Ok(())
     }
 }
 
@@ -569,9 +601,13 @@ pub fn follow(
             Ok(None) => {}
             Err(error) => eprintln!("opennsg: service tags not reloaded: {error:#}"),
         }
-        let inputs = watch
-            .fetch(agent)
-            .and_then(|resources| Ok((resources, local_interfaces()?)));
+        let logging = live.flow_logs.is_some();
+        let inputs = watch.fetch(agent).and_then(|mut resources| {
+            if logging {
+                resources.extend(watch.fetch_flow_logs(agent)?);
+            }
+            Ok((resources, local_interfaces()?))
+        });
         match inputs {
             Ok(inputs) if last.as_ref() != Some(&inputs) => {
                 let applied = (|| {
@@ -580,14 +616,21 @@ pub fn follow(
                     env.add_value(&watch.url, Value::Array(resources.clone()))?;
                     let model = crate::inputs::validate(&env, &live.catalog)?;
                     let rendered = match live.flow_logs.as_deref_mut() {
-                        Some(logging) => logging.render(
-                            &model,
-                            &live.catalog,
-                            live.settings,
-                            live.binding,
-                            interfaces,
-                            Vec::new(),
-                        )?,
+                        Some(logging) => {
+                            let (flow_logs, skipped) =
+                                vnet_flow_logs(&Value::Array(resources.clone()));
+                            for reason in skipped {
+                                eprintln!("opennsg: warning: {reason}");
+                            }
+                            logging.render(
+                                &model,
+                                &live.catalog,
+                                live.settings,
+                                live.binding,
+                                interfaces,
+                                flow_logs,
+                            )?
+                        }
                         None => render_model(
                             &model,
                             &live.catalog,

@@ -256,3 +256,63 @@ fn enforce_logs_the_flows_it_filters() {
         .iter()
         .all(|b| b.to_string_lossy().contains("macAddress=000D3A1923CF")));
 }
+
+/// `enforce --watch --flow-logs` learns from the server which targets log: a flow log PUT
+/// through the REST API starts VNet flow logs of its target without a restart.
+#[test]
+fn watch_logs_the_flows_of_the_servers_flow_logs() {
+    const PORT: u16 = 18090;
+    let topology = vm2_and_the_internet(Attachment::Routed);
+    topology
+        .router
+        .exec_checked(
+            "sysctl",
+            ["-w", "net.netfilter.nf_conntrack_tcp_timeout_time_wait=2"],
+        )
+        .expect("sysctl");
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let logs = dir.path().join("logs");
+    let served = topology.serve(PORT);
+    served.put_environment(&load("seed-vms-http.json"));
+    let watcher = "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg1/providers/Microsoft.Network/networkWatchers/nw1";
+    for (id, body) in [
+        (watcher.to_string(), json!({"location": "westeurope"})),
+        (
+            format!("{watcher}/flowLogs/served-log"),
+            json!({"location": "westeurope", "properties": {
+                "targetResourceId": VNET,
+                "storageId": "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg1/providers/Microsoft.Storage/storageAccounts/flowlogs1",
+            }}),
+        ),
+    ] {
+        let response = served.call("PUT", &id, &body.to_string()).expect("PUT");
+        assert!(response.status < 300, "PUT {id}: {response:?}");
+    }
+    let _enforcer = served.watch(
+        &[
+            "--bind",
+            "vm2-nic=vm2",
+            "--flow-logs",
+            logs.to_str().expect("utf-8"),
+            "--flow-log-interval",
+            "2",
+            "--flow-log-flush",
+            "1",
+        ],
+        &[],
+    );
+    assert!(
+        eventually(Duration::from_secs(20), || !topology.tcp("inet", "vm2", 22)),
+        "the server's policy was enforced"
+    );
+    assert!(topology.tcp("inet", "vm2", 80), "HTTP is allowed");
+    assert!(
+        eventually(Duration::from_secs(30), || {
+            vnet_tuples(&logs, "served-log")
+                .iter()
+                .any(|(rule, t)| rule == "UserRule_Allow-HTTP-Internet" && t[7] == "E")
+        }),
+        "the served flow log has the connection: {:#?}",
+        vnet_tuples(&logs, "served-log")
+    );
+}
