@@ -16,6 +16,9 @@ const VNET: &str = "/subscriptions/00000000-0000-0000-0000-000000000001/resource
 const WATCHER: &str = "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/NetworkWatcherRG/providers/Microsoft.Network/networkWatchers/NetworkWatcher_westeurope";
 const NIC: &str = "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg1/providers/Microsoft.Network/networkInterfaces/vm2-nic";
 
+/// Seconds between `C` tuples and between appends, short so that tests take seconds.
+const SHORT_INTERVALS: [&str; 4] = ["--flow-log-interval", "2", "--flow-log-flush", "1"];
+
 /// Every `PT1H.json` under `dir`.
 fn blobs(dir: &Path) -> Vec<PathBuf> {
     let mut found = Vec::new();
@@ -122,10 +125,10 @@ fn enforce_logs_the_flows_it_filters() {
             "vm2-nic=vm2",
             "--flow-logs",
             logs.to_str().expect("utf-8"),
-            "--flow-log-interval",
-            "2",
-            "--flow-log-flush",
-            "1",
+            SHORT_INTERVALS[0],
+            SHORT_INTERVALS[1],
+            SHORT_INTERVALS[2],
+            SHORT_INTERVALS[3],
         ],
         &[],
     );
@@ -294,10 +297,10 @@ fn watch_logs_the_flows_of_the_servers_flow_logs() {
             "vm2-nic=vm2",
             "--flow-logs",
             logs.to_str().expect("utf-8"),
-            "--flow-log-interval",
-            "2",
-            "--flow-log-flush",
-            "1",
+            SHORT_INTERVALS[0],
+            SHORT_INTERVALS[1],
+            SHORT_INTERVALS[2],
+            SHORT_INTERVALS[3],
         ],
         &[],
     );
