@@ -3,8 +3,6 @@
 //! independently of the store — files with `std::fs`, blobs with the Azure SDK's own list and
 //! download calls.
 
-mod support;
-
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -106,15 +104,15 @@ impl Implementation for Directory {
 }
 
 struct Blob {
-    azurite: support::Azurite,
+    azurite: nsg_netlab::Azurite,
     client: BlobServiceClient,
     runtime: tokio::runtime::Runtime,
 }
 
 fn azurite_key() -> Credential {
     Credential::AccountKey {
-        account: support::ACCOUNT.to_owned(),
-        key: support::ACCOUNT_KEY.to_owned(),
+        account: nsg_netlab::AZURITE_ACCOUNT.to_owned(),
+        key: nsg_netlab::AZURITE_ACCOUNT_KEY.to_owned(),
     }
 }
 
@@ -129,7 +127,7 @@ fn not_found(error: &azure_core::Error) -> bool {
 
 impl Blob {
     fn start() -> Self {
-        let azurite = support::Azurite::start();
+        let azurite = nsg_netlab::Azurite::start();
         let client = service_client(&azurite.endpoint(), azurite_key()).expect("SDK client");
         // Multi-threaded so that a reader thread and the test thread can both block on it.
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -581,9 +579,9 @@ fn a_store_given_a_sas_token_writes_as_one_given_the_key() {
 
 #[test]
 fn a_wrong_key_is_refused_with_the_services_status_and_code() {
-    let azurite = support::Azurite::start();
+    let azurite = nsg_netlab::Azurite::start();
     let wrong = Credential::AccountKey {
-        account: support::ACCOUNT.to_owned(),
+        account: nsg_netlab::AZURITE_ACCOUNT.to_owned(),
         key: "d3Jvbmcga2V5".to_owned(),
     };
     let mut store = BlobStore::new(&azurite.endpoint(), wrong).expect("blob store");
@@ -607,7 +605,7 @@ fn errors_never_carry_the_signature() {
         .and_then(|listener| listener.local_addr())
         .expect("a free port")
         .port();
-    let endpoint = format!("http://127.0.0.1:{port}/{}", support::ACCOUNT);
+    let endpoint = format!("http://127.0.0.1:{port}/{}", nsg_netlab::AZURITE_ACCOUNT);
     let mut store = BlobStore::new(&endpoint, azurite_key()).expect("blob store");
     let error = store
         .append(&vnet_blob("FL1", 1, "00224871C205"), &records(0..1))

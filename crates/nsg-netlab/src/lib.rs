@@ -34,6 +34,7 @@
 //! Every traffic helper is bounded by the timeout it is given, and every background thread
 //! stops when its owner is dropped.
 
+mod azurite;
 mod bridge;
 mod error;
 mod http;
@@ -45,6 +46,7 @@ mod raw;
 mod tcp;
 mod udp;
 
+pub use azurite::{Azurite, ACCOUNT as AZURITE_ACCOUNT, ACCOUNT_KEY as AZURITE_ACCOUNT_KEY};
 pub use bridge::Bridge;
 pub use error::LabError;
 pub use http::{http_request, tls_client, HttpResponse};
