@@ -245,6 +245,57 @@ impl BlobStore {
     }
 }
 
+impl BlobStore {
+    /// The paths (within the container) of the blobs under `scope`, in the service's order;
+    /// none when the container does not exist.
+    pub fn list(&mut self, scope: &BlobPrefix) -> Result<Vec<String>, StoreError> {
+        self.renew_signature()?;
+        let container = self
+            .service
+            .blob_container_client(scope.container().as_str());
+        let failed = |error| azure_failure(format!("list {scope}"), error);
+        self.runtime.block_on(async {
+            let options = BlobContainerClientListBlobsOptions {
+                prefix: Some(scope.listing_prefix()),
+                ..Default::default()
+            };
+            let mut listing = container.list_blobs(Some(options)).map_err(failed)?;
+            let mut names = Vec::new();
+            loop {
+                match listing.try_next().await {
+                    Ok(Some(item)) => names.extend(item.name),
+                    Ok(None) => return Ok(names),
+                    Err(error) if has_code(&error, StorageErrorCode::ContainerNotFound) => {
+                        return Ok(Vec::new())
+                    }
+                    Err(error) => return Err(failed(error)),
+                }
+            }
+        })
+    }
+
+    /// The content of `blob`, or `None` when it does not exist.
+    pub fn read(&mut self, blob: &BlobName) -> Result<Option<Vec<u8>>, StoreError> {
+        self.renew_signature()?;
+        let client = self
+            .service
+            .blob_client(blob.container().as_str(), blob.path());
+        let failed = |error| azure_failure(format!("download {blob}"), error);
+        self.runtime.block_on(async {
+            match client.download(None).await {
+                Ok(response) => Ok(Some(response.body.collect().await.map_err(failed)?.into())),
+                Err(error)
+                    if has_code(&error, StorageErrorCode::BlobNotFound)
+                        || has_code(&error, StorageErrorCode::ContainerNotFound) =>
+                {
+                    Ok(None)
+                }
+                Err(error) => Err(failed(error)),
+            }
+        })
+    }
+}
+
 impl FlowLogStore for BlobStore {
     fn append(&mut self, blob: &BlobName, records: &[Value]) -> Result<(), StoreError> {
         if records.is_empty() {
@@ -328,37 +379,17 @@ impl FlowLogStore for BlobStore {
         scope: &BlobPrefix,
         cutoff: HourStamp,
     ) -> Result<u64, StoreError> {
-        self.renew_signature()?;
+        let expired: Vec<String> = self
+            .list(scope)?
+            .into_iter()
+            .filter(|name| HourStamp::of_path(name).is_some_and(|hour| hour < cutoff))
+            .collect();
         let container = self
             .service
             .blob_container_client(scope.container().as_str());
         let azure_error =
             |operation: String| move |error: azure_core::Error| azure_failure(operation, error);
         self.runtime.block_on(async {
-            let options = BlobContainerClientListBlobsOptions {
-                prefix: Some(scope.listing_prefix()),
-                ..Default::default()
-            };
-            let mut listing = container
-                .list_blobs(Some(options))
-                .map_err(azure_error(format!("list {scope}")))?;
-            let mut expired = Vec::new();
-            loop {
-                match listing.try_next().await {
-                    Ok(Some(item)) => {
-                        if let Some(name) = item.name {
-                            if HourStamp::of_path(&name).is_some_and(|hour| hour < cutoff) {
-                                expired.push(name);
-                            }
-                        }
-                    }
-                    Ok(None) => break,
-                    Err(error) if has_code(&error, StorageErrorCode::ContainerNotFound) => {
-                        return Ok(0)
-                    }
-                    Err(error) => return Err(azure_error(format!("list {scope}"))(error)),
-                }
-            }
             for name in &expired {
                 let options = BlobClientDeleteOptions {
                     delete_snapshots: Some(DeleteSnapshotsOptionType::Include),

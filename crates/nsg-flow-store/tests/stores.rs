@@ -640,3 +640,35 @@ fn a_container_deleted_under_the_store_is_made_again_by_the_next_append() {
     store.append(&blob, &records(2..3)).expect("append again");
     assert_eq!(document(&storage, &blob), records(2..3));
 }
+
+#[test]
+fn the_blob_store_lists_and_reads_back_what_it_wrote() {
+    let azurite = nsg_netlab::Azurite::start();
+    let mut store = BlobStore::new(&azurite.endpoint(), azurite_key()).expect("blob store");
+    let blobs = [
+        vnet_blob("FL1", 1, "00224871C205"),
+        vnet_blob("FL1", 2, "00224871C205"),
+    ];
+    for blob in &blobs {
+        store.append(blob, &records(0..2)).expect("append");
+    }
+    let mut listed = store.list(&vnet_scope("FL1")).expect("list");
+    listed.sort();
+    let mut expected: Vec<String> = blobs.iter().map(|b| b.path().to_owned()).collect();
+    expected.sort();
+    assert_eq!(listed, expected);
+    for blob in &blobs {
+        let content = store.read(blob).expect("read").expect("exists");
+        assert_eq!(parse_document(&content), Ok(records(0..2)));
+    }
+    assert_eq!(
+        store
+            .read(&vnet_blob("FL1", 3, "00224871C205"))
+            .expect("read"),
+        None
+    );
+    assert_eq!(
+        store.list(&vnet_scope("FL9")).expect("list"),
+        Vec::<String>::new()
+    );
+}

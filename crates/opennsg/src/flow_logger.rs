@@ -12,7 +12,9 @@
 
 use crate::live_flows::{LiveFlows, LoggedNic};
 use anyhow::{Context, Result};
-use nsg_flow_store::{BlobName, BlobPrefix, DirectoryStore, FlowLogStore, HourStamp};
+use nsg_flow_store::{
+    BlobName, BlobPrefix, BlobStore, Credential, DirectoryStore, FlowLogStore, HourStamp,
+};
 use nsg_model::flow_log_filter::{
     Encryption, FilterTuple, FlowLogFilter, FlowState as FilterState, RecordTypes,
 };
@@ -51,12 +53,61 @@ pub struct FlowLogSettings {
     /// Azure does; shorter for tests, a minute's record then coming in several appends).
     pub flush_every: Duration,
     pub logging: FlowLogging,
+    /// VNet flow logs also go to Azure Blob Storage, at their `storageId`'s account.
+    pub storage: Option<BlobStorage>,
+}
+
+/// How to reach the storage accounts flow logs name.
+#[derive(Clone, Debug)]
+pub struct BlobStorage {
+    /// The blob endpoint, `{account}` standing for the account of a flow log's `storageId`:
+    /// `https://{account}.blob.core.windows.net`, or Azurite's `http://127.0.0.1:10000/{account}`.
+    pub endpoint: String,
+    pub credential: StorageCredential,
+}
+
+/// How requests to the storage accounts are signed.
+#[derive(Clone)]
+pub enum StorageCredential {
+    /// Each account's shared key (one key for all accounts, as Azurite's development account).
+    AccountKey(String),
+    /// A SAS token valid for the accounts.
+    SharedAccessSignature(String),
+}
+
+impl std::fmt::Debug for StorageCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Secrets stay out of logs.
+        f.write_str(match self {
+            StorageCredential::AccountKey(_) => "AccountKey(…)",
+            StorageCredential::SharedAccessSignature(_) => "SharedAccessSignature(…)",
+        })
+    }
+}
+
+impl BlobStorage {
+    /// The store of `account`.
+    fn store(&self, account: &str) -> Result<BlobStore, nsg_flow_store::StoreError> {
+        let endpoint = self.endpoint.replace("{account}", account);
+        let credential = match &self.credential {
+            StorageCredential::AccountKey(key) => Credential::AccountKey {
+                account: account.to_string(),
+                key: key.clone(),
+            },
+            StorageCredential::SharedAccessSignature(sas) => {
+                Credential::SharedAccessSignature(sas.clone())
+            }
+        };
+        BlobStore::new(&endpoint, credential)
+    }
 }
 
 /// An enabled VNet flow log: its identity, whom it covers, and how long its blobs are kept.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VnetFlowLog {
     pub identity: FlowLogIdentity,
+    /// The storage account of its `storageId`, if that is one.
+    pub storage_account: Option<String>,
     /// Days of blobs to keep; 0 keeps them forever.
     pub retention_days: u32,
     /// `enabledFilteringCriteria`: only matching tuples are written.
@@ -181,7 +232,13 @@ pub fn vnet_flow_logs(documents: &Value) -> (Vec<VnetFlowLog>, Vec<String>) {
                 .unwrap_or(0),
             _ => 0,
         };
+        let storage_account = properties["storageId"]
+            .as_str()
+            .and_then(|id| ResourceId::parse(id).ok())
+            .filter(|id| id.is_type("Microsoft.Storage/storageAccounts"))
+            .map(|id| id.name().to_string());
         logs.push(VnetFlowLog {
+            storage_account,
             identity: FlowLogIdentity {
                 id,
                 guid: properties["resourceGuid"]
@@ -321,6 +378,7 @@ fn spawn_reader(
 
 fn log_loop(settings: FlowLogSettings, inputs: Receiver<Input>, shared: Arc<Mutex<Shared>>) {
     let mut store = DirectoryStore::new(&settings.dir);
+    let mut accounts = Accounts::new(settings.storage.clone());
     let mut pending: Vec<FlowLogEvent> = Vec::new();
     let mut flushed = now().secs() / settings.flush_every.as_secs().max(1);
     let mut last_dump = now();
@@ -383,7 +441,7 @@ fn log_loop(settings: FlowLogSettings, inputs: Receiver<Input>, shared: Arc<Mute
                 .partition(|e| e.time.secs() / flush_secs < boundary);
             pending = later;
             let policy = lock(&shared).policy.clone();
-            let written = write_events(&mut store, &done, &policy);
+            let written = write_events(&mut store, &mut accounts, &done, &policy);
             lock(&shared).counts.tuples_written += written;
             let hour = at.secs() / 3600;
             if last_retention_hour != Some(hour) {
@@ -394,8 +452,46 @@ fn log_loop(settings: FlowLogSettings, inputs: Receiver<Input>, shared: Arc<Mute
     }
 }
 
-/// Appends events to their blobs; returns the tuples written.
-fn write_events(store: &mut DirectoryStore, events: &[FlowLogEvent], policy: &LoggedPolicy) -> u64 {
+/// The blob stores of the storage accounts flow logs name, made when first needed.
+struct Accounts {
+    storage: Option<BlobStorage>,
+    stores: HashMap<String, BlobStore>,
+}
+
+impl Accounts {
+    fn new(storage: Option<BlobStorage>) -> Accounts {
+        Accounts {
+            storage,
+            stores: HashMap::new(),
+        }
+    }
+
+    /// The store of `account`, when blob storage is configured; a failure is reported and
+    /// tried again at the next append.
+    fn store(&mut self, account: &str) -> Option<&mut BlobStore> {
+        let storage = self.storage.as_ref()?;
+        if !self.stores.contains_key(account) {
+            match storage.store(account) {
+                Ok(store) => {
+                    self.stores.insert(account.to_string(), store);
+                }
+                Err(error) => {
+                    eprintln!("opennsg: flow logs: storage account {account}: {error}");
+                    return None;
+                }
+            }
+        }
+        self.stores.get_mut(account)
+    }
+}
+
+/// Appends events to their blobs; returns the tuples written (to the directory).
+fn write_events(
+    store: &mut DirectoryStore,
+    accounts: &mut Accounts,
+    events: &[FlowLogEvent],
+    policy: &LoggedPolicy,
+) -> u64 {
     if events.is_empty() {
         return 0;
     }
@@ -423,16 +519,23 @@ fn write_events(store: &mut DirectoryStore, events: &[FlowLogEvent], policy: &Lo
                 vnet.push(event);
             }
         }
-        if !vnet.is_empty() {
-            written += append_all(store, vnet_blobs(&flow_log.identity.id, vnet.finish()));
+        if vnet.is_empty() {
+            continue;
         }
+        let blobs = vnet_blobs(&flow_log.identity.id, vnet.finish());
+        if let Some(account) = flow_log.storage_account.as_deref() {
+            if let Some(blob_store) = accounts.store(account) {
+                append_all(blob_store, blobs.clone());
+            }
+        }
+        written += append_all(store, blobs);
     }
     written
 }
 
 /// Appends each blob's records; failures are reported and the minute's records for that blob
 /// dropped (the store leaves the blob as it was). Returns the tuples written.
-fn append_all<R: Serialize>(store: &mut DirectoryStore, blobs: Vec<Blob<R>>) -> u64 {
+fn append_all<R: Serialize>(store: &mut impl FlowLogStore, blobs: Vec<Blob<R>>) -> u64 {
     let mut tuples = 0;
     for blob in blobs {
         let records: Vec<Value> = blob

@@ -19,6 +19,23 @@ const NIC: &str = "/subscriptions/00000000-0000-0000-0000-000000000001/resourceG
 /// Seconds between `C` tuples and between appends, short so that tests take seconds.
 const SHORT_INTERVALS: [&str; 4] = ["--flow-log-interval", "2", "--flow-log-flush", "1"];
 
+/// Closed TCP connections are reported soon: they linger in conntrack's TIME_WAIT (120 s by
+/// default) before their end is reported.
+fn short_time_wait(topology: &Topology) {
+    topology
+        .router
+        .exec_checked(
+            "sysctl",
+            ["-w", "net.netfilter.nf_conntrack_tcp_timeout_time_wait=2"],
+        )
+        .expect("sysctl");
+}
+
+/// The `storageId` of storage account `account`.
+fn storage_id(account: &str) -> String {
+    format!("/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg1/providers/Microsoft.Storage/storageAccounts/{account}")
+}
+
 /// Every `PT1H.json` under `dir`.
 fn blobs(dir: &Path) -> Vec<PathBuf> {
     let mut found = Vec::new();
@@ -92,7 +109,7 @@ fn enforce_logs_the_flows_it_filters() {
     ] {
         let mut properties = json!({
             "targetResourceId": target,
-            "storageId": "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg1/providers/Microsoft.Storage/storageAccounts/flowlogs1",
+            "storageId": storage_id("flowlogs1"),
             "enabled": true,
             "format": {"type": "JSON", "version": 2},
         });
@@ -106,15 +123,7 @@ fn enforce_logs_the_flows_it_filters() {
             "properties": properties,
         }));
     }
-    // Closed TCP connections linger in conntrack's TIME_WAIT (120 s by default) before their
-    // end is reported; two seconds keep the test short.
-    topology
-        .router
-        .exec_checked(
-            "sysctl",
-            ["-w", "net.netfilter.nf_conntrack_tcp_timeout_time_wait=2"],
-        )
-        .expect("sysctl");
+    short_time_wait(&topology);
     let env_file = dir.path().join("env.json");
     std::fs::write(&env_file, env.to_string()).expect("write environment");
     let _enforcer = topology.spawn(
@@ -266,13 +275,7 @@ fn enforce_logs_the_flows_it_filters() {
 fn watch_logs_the_flows_of_the_servers_flow_logs() {
     const PORT: u16 = 18090;
     let topology = vm2_and_the_internet(Attachment::Routed);
-    topology
-        .router
-        .exec_checked(
-            "sysctl",
-            ["-w", "net.netfilter.nf_conntrack_tcp_timeout_time_wait=2"],
-        )
-        .expect("sysctl");
+    short_time_wait(&topology);
     let dir = tempfile::tempdir().expect("temporary directory");
     let logs = dir.path().join("logs");
     let served = topology.serve(PORT);
@@ -284,7 +287,7 @@ fn watch_logs_the_flows_of_the_servers_flow_logs() {
             format!("{watcher}/flowLogs/served-log"),
             json!({"location": "westeurope", "properties": {
                 "targetResourceId": VNET,
-                "storageId": "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg1/providers/Microsoft.Storage/storageAccounts/flowlogs1",
+                "storageId": storage_id("flowlogs1"),
             }}),
         ),
     ] {
@@ -317,5 +320,118 @@ fn watch_logs_the_flows_of_the_servers_flow_logs() {
         }),
         "the served flow log has the connection: {:#?}",
         vnet_tuples(&logs, "served-log")
+    );
+}
+
+/// VNet flow logs reach Azure Blob Storage at their `storageId`'s account (Azurite in the
+/// router namespace, where enforce runs), in Azure's blob names, readable with a storage client.
+#[test]
+fn vnet_flow_logs_reach_the_storage_account_of_their_storage_id() {
+    let topology = vm2_and_the_internet(Attachment::Routed);
+    short_time_wait(&topology);
+    let azurite = nsg_netlab::Azurite::start_in(Some(&topology.router));
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let logs = dir.path().join("logs");
+    let mut env = load("seed-vms-http.json");
+    env.as_array_mut().expect("documents").push(json!({
+        "id": format!("{WATCHER}/flowLogs/stored-log"),
+        "type": "Microsoft.Network/networkWatchers/flowLogs",
+        "location": "westeurope",
+        "properties": {
+            "targetResourceId": VNET,
+            "storageId": storage_id(nsg_netlab::AZURITE_ACCOUNT),
+        },
+    }));
+    let env_file = dir.path().join("env.json");
+    std::fs::write(&env_file, env.to_string()).expect("write environment");
+    let endpoint = format!("http://127.0.0.1:{}/{{account}}", azurite.port());
+    let _enforcer = topology.spawn(
+        &[
+            "enforce",
+            env_file.to_str().expect("utf-8"),
+            "--bind",
+            "vm2-nic=vm2",
+            "--flow-logs",
+            logs.to_str().expect("utf-8"),
+            "--flow-log-storage",
+            &endpoint,
+            "--storage-key",
+            nsg_netlab::AZURITE_ACCOUNT_KEY,
+            SHORT_INTERVALS[0],
+            SHORT_INTERVALS[1],
+            SHORT_INTERVALS[2],
+            SHORT_INTERVALS[3],
+        ],
+        &[],
+    );
+    assert!(
+        eventually(Duration::from_secs(20), || !topology.tcp("inet", "vm2", 22)),
+        "the policy was enforced"
+    );
+    assert!(topology.tcp("inet", "vm2", 80), "HTTP is allowed");
+    // Read with a storage client from inside the namespace, as the account's reader would.
+    let read_blobs = || -> Vec<(String, Value)> {
+        topology
+            .router
+            .run(|| {
+                let credential = nsg_flow_store::Credential::AccountKey {
+                    account: nsg_netlab::AZURITE_ACCOUNT.into(),
+                    key: nsg_netlab::AZURITE_ACCOUNT_KEY.into(),
+                };
+                let mut store = nsg_flow_store::BlobStore::new(&azurite.endpoint(), credential)
+                    .map_err(std::io::Error::other)?;
+                let scope = nsg_flow_store::BlobPrefix::parse("insights-logs-flowlogflowevent")
+                    .map_err(std::io::Error::other)?;
+                let mut blobs = Vec::new();
+                for path in store.list(&scope).map_err(std::io::Error::other)? {
+                    let name =
+                        nsg_flow_store::BlobName::new("insights-logs-flowlogflowevent", &path)
+                            .map_err(std::io::Error::other)?;
+                    if let Some(content) = store.read(&name).map_err(std::io::Error::other)? {
+                        let document =
+                            serde_json::from_slice(&content).map_err(std::io::Error::other)?;
+                        blobs.push((path, document));
+                    }
+                }
+                Ok(blobs)
+            })
+            .expect("read the storage account")
+    };
+    assert!(
+        eventually(Duration::from_secs(30), || {
+            read_blobs()
+                .iter()
+                .any(|(_, document)| document.to_string().contains(",80,6,I,E,NX,"))
+        }),
+        "the connection's end reached the storage account: {:#?}",
+        read_blobs()
+    );
+    let blobs = read_blobs();
+    for (path, document) in &blobs {
+        assert!(
+            path.starts_with("flowLogResourceID=/SUBSCRIPTIONS/00000000-0000-0000-0000-000000000001/RESOURCEGROUPS/NETWORKWATCHERRG/PROVIDERS/MICROSOFT.NETWORK/NETWORKWATCHERS/NETWORKWATCHER_WESTEUROPE/FLOWLOGS/STORED-LOG/y="),
+            "{path}"
+        );
+        assert!(
+            path.ends_with("/macAddress=000D3A1923CF/PT1H.json"),
+            "{path}"
+        );
+        assert_eq!(check_v4_document(document), Ok(()), "{path}");
+    }
+    // The directory holds the same blobs.
+    let on_disk: Vec<String> = blobs
+        .iter()
+        .map(|(path, _)| path.clone())
+        .filter(|path| {
+            !logs
+                .join("insights-logs-flowlogflowevent")
+                .join(path)
+                .is_file()
+        })
+        .collect();
+    assert_eq!(
+        on_disk,
+        Vec::<String>::new(),
+        "blobs missing from the directory"
     );
 }

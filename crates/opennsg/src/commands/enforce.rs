@@ -7,7 +7,9 @@ use clap::Args;
 use nsg_nft::hits::{Hits, RuleComment};
 use nsg_nft::render::flow_logging::{FlowLogging, RuleIds};
 use nsg_policy::{Settings, SubscriptionType};
-use opennsg::flow_logger::{vnet_flow_logs, FlowLogSettings, FlowLogger};
+use opennsg::flow_logger::{
+    vnet_flow_logs, BlobStorage, FlowLogSettings, FlowLogger, StorageCredential,
+};
 use opennsg::inputs;
 use opennsg::tag_cache::{TagFiles, TagReloader};
 use serde::Serialize;
@@ -78,6 +80,28 @@ pub(crate) struct EnforceArgs {
         requires = "flow_logs"
     )]
     pub(crate) flow_log_flush: u64,
+    /// Also write each VNet flow log to Azure Blob Storage at its storageId's account: the
+    /// endpoint, `{account}` standing for the account (https://{account}.blob.core.windows.net,
+    /// or Azurite's http://127.0.0.1:10000/{account}).
+    #[arg(long, value_name = "URL", requires = "flow_logs")]
+    pub(crate) flow_log_storage: Option<String>,
+    /// The storage accounts' shared key, for --flow-log-storage.
+    #[arg(
+        long,
+        env = "OPENNSG_STORAGE_KEY",
+        hide_env_values = true,
+        requires = "flow_log_storage",
+        conflicts_with = "storage_sas"
+    )]
+    pub(crate) storage_key: Option<String>,
+    /// A SAS token for the storage accounts, for --flow-log-storage.
+    #[arg(
+        long,
+        env = "OPENNSG_STORAGE_SAS",
+        hide_env_values = true,
+        requires = "flow_log_storage"
+    )]
+    pub(crate) storage_sas: Option<String>,
     /// The nflog group denied packets are logged to.
     #[arg(long, default_value_t = FlowLogging::default().group, requires = "flow_logs")]
     pub(crate) flow_log_group: u16,
@@ -155,6 +179,22 @@ pub(crate) fn enforce(args: EnforceArgs) -> Result<u8> {
                 dir: dir.clone(),
                 report_every: Duration::from_secs(args.flow_log_interval.max(1)),
                 flush_every: Duration::from_secs(args.flow_log_flush.max(1)),
+                storage: match &args.flow_log_storage {
+                    None => None,
+                    Some(endpoint) => {
+                        let credential = match (&args.storage_key, &args.storage_sas) {
+                            (Some(key), _) => StorageCredential::AccountKey(key.clone()),
+                            (None, Some(sas)) => StorageCredential::SharedAccessSignature(sas.clone()),
+                            (None, None) => anyhow::bail!(
+                                "--flow-log-storage needs a credential: --storage-key ($OPENNSG_STORAGE_KEY) or --storage-sas ($OPENNSG_STORAGE_SAS)"
+                            ),
+                        };
+                        Some(BlobStorage {
+                            endpoint: endpoint.clone(),
+                            credential,
+                        })
+                    }
+                },
                 logging: settings,
             })?;
             Some(enforce::Logging {
