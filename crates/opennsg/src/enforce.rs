@@ -2,6 +2,7 @@
 //! to their policies, from environment files or by following an `opennsg serve` instance.
 
 use crate::flow_logger::{vnet_flow_logs, FlowLogger, LoggedPolicy, VnetFlowLog};
+use crate::hit_history::HitHistory;
 use crate::live_flows::LoggedNic;
 use crate::query::find_nic;
 use crate::tag_cache::{describe_reload, TagReloader};
@@ -532,6 +533,33 @@ pub struct Following<'a> {
     pub binding: &'a Binding,
     /// With `--flow-logs`: the logger, kept informed of every rendering.
     pub flow_logs: Option<&'a mut Logging>,
+    /// With `--hits-file`: the rules' hit history, read from the kernel at every reconcile.
+    pub hits: Option<HitRecorder>,
+}
+
+/// Keeps a [`HitHistory`] file up to date from the kernel's counters.
+pub struct HitRecorder {
+    pub path: std::path::PathBuf,
+    pub history: HitHistory,
+}
+
+impl HitRecorder {
+    /// Loads the history in `path` (or starts one).
+    pub fn open(path: std::path::PathBuf) -> Result<HitRecorder> {
+        let history = HitHistory::load(&path)?;
+        Ok(HitRecorder { path, history })
+    }
+
+    /// Reads the kernel's counters now and saves the history.
+    pub fn observe(&mut self, kernel: &nsg_nft::Kernel) -> Result<()> {
+        let hits = kernel.rule_hits(None)?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        self.history.observe(now, &hits);
+        self.history.save(&self.path)
+    }
 }
 
 /// Flow logging across renderings: how, the rule numbers, and the running logger.
@@ -650,6 +678,11 @@ pub fn follow(
             }
             Ok(_) if reconciled.elapsed() >= watch.reconcile_interval => {
                 reconciled = Instant::now();
+                if let Some(recorder) = &mut live.hits {
+                    if let Err(error) = recorder.observe(enforcer.kernel()) {
+                        eprintln!("opennsg: hit counts not recorded: {error:#}");
+                    }
+                }
                 match enforcer.reconcile() {
                     Ok(drift) => {
                         for line in drift.describe() {

@@ -7,6 +7,7 @@ pub mod config;
 pub mod enforce;
 pub mod enforce_metrics;
 pub mod flow_logger;
+pub mod hit_history;
 pub mod inputs;
 pub mod live_flows;
 pub mod query;

@@ -281,6 +281,8 @@ fn enforce_follows_a_server_and_repairs_drift() {
     let served = topology.serve(PORT);
     served.put_environment(&load("seed-vms-http.json"));
     let metrics: SocketAddr = "127.0.0.1:19464".parse().expect("address");
+    let history_dir = tempfile::tempdir().expect("temporary directory");
+    let history = history_dir.path().join("hits.json");
     let _enforcer = served.watch(
         &[
             "--bind",
@@ -288,6 +290,8 @@ fn enforce_follows_a_server_and_repairs_drift() {
             "--bind-by-mac",
             "--metrics",
             &metrics.to_string(),
+            "--hits-file",
+            history.to_str().expect("utf-8"),
         ],
         &[],
     );
@@ -318,6 +322,27 @@ fn enforce_follows_a_server_and_repairs_drift() {
             .unwrap_or_else(|| panic!("{prefix} in {}", scrape.body));
         assert!(count >= 1, "{prefix}{count}");
     }
+    // --hits-file records when each rule last decided a packet, at every reconcile.
+    let last_hit = |rule: &str| -> Option<u64> {
+        let history: Value = serde_json::from_slice(&std::fs::read(&history).ok()?).ok()?;
+        history["rules"]
+            .as_array()?
+            .iter()
+            .find(|r| r["rule"] == rule)?["lastHit"]
+            .as_u64()
+    };
+    assert!(
+        eventually(Duration::from_secs(20), || last_hit(
+            "securityRules/Allow-HTTP-Internet"
+        )
+        .is_some()),
+        "the hit history names the allow rule: {:?}",
+        std::fs::read_to_string(&history)
+    );
+    assert_eq!(
+        last_hit("defaultSecurityRules/AllowAzureLoadBalancerInBound"),
+        None
+    );
 
     let mut long_lived = topology
         .tcp_to_running("inet", "vm2", 80)
@@ -592,4 +617,79 @@ fn stats_count_the_packets_each_rule_decided() {
     // Nothing was changed: the table is as rendered.
     let check = topology.run(&["enforce", env, "--bind-by-mac", "--check"]);
     assert!(check.status.success(), "{}", text(&check.stdout));
+
+    // With a hit history (as `--watch --hits-file` keeps it) covering two hours: rules whose
+    // last hit is older than the window, and rules the history never saw, are unused.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let history = dir.path().join("hits.json");
+    let rule = |nsg: &str, rule: &str, last_hit: Option<u64>| {
+        serde_json::json!({"networkSecurityGroup": nsg, "rule": rule, "priority": 0,
+            "access": "Allow", "packets": 1, "bytes": 60, "lastHit": last_hit})
+    };
+    let rules: Vec<Value> = stats["rules"]
+        .as_array()
+        .expect("rules")
+        .iter()
+        .filter(|r| r["rule"] != "securityRules/Deny-HTTP-Out")
+        .map(|r| {
+            let recent = r["rule"] == "securityRules/Allow-HTTP-Internet";
+            rule(
+                r["networkSecurityGroup"].as_str().expect("nsg"),
+                r["rule"].as_str().expect("rule"),
+                Some(if recent { now - 600 } else { now - 3 * 3600 }),
+            )
+        })
+        .collect();
+    std::fs::write(
+        &history,
+        serde_json::json!({"since": now - 2 * 3600, "rules": rules}).to_string(),
+    )
+    .expect("history");
+    let history = history.to_str().expect("utf-8");
+    let unused = |hours: &str| {
+        topology.run(&[
+            "enforce",
+            env,
+            "--bind-by-mac",
+            "--stats",
+            "--json",
+            "--hits-file",
+            history,
+            "--unused-for",
+            hours,
+        ])
+    };
+    let output = unused("1");
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    let listed: Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    let names: Vec<&str> = listed["rules"]
+        .as_array()
+        .expect("rules")
+        .iter()
+        .map(|r| r["rule"].as_str().expect("rule"))
+        .collect();
+    assert!(
+        !names.contains(&"securityRules/Allow-HTTP-Internet"),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&"securityRules/Deny-HTTP-Out"),
+        "never seen: {names:?}"
+    );
+    assert!(
+        names.contains(&"defaultSecurityRules/DenyAllInBound"),
+        "{names:?}"
+    );
+    // Three hours are more than the history knows.
+    let output = unused("3");
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains("covers only 2.0 hours"),
+        "{}",
+        text(&output.stderr)
+    );
 }

@@ -10,6 +10,7 @@ use nsg_policy::{Settings, SubscriptionType};
 use opennsg::flow_logger::{
     vnet_flow_logs, BlobStorage, FlowLogSettings, FlowLogger, StorageCredential,
 };
+use opennsg::hit_history::HitHistory;
 use opennsg::inputs;
 use opennsg::tag_cache::{TagFiles, TagReloader};
 use serde::Serialize;
@@ -56,6 +57,14 @@ pub(crate) struct EnforceArgs {
     /// as established); change nothing.
     #[arg(long, conflicts_with_all = ["watch", "dry_run", "check", "remove"])]
     pub(crate) stats: bool,
+    /// A rule hit history: with --watch, updated from the kernel's counters at every reconcile
+    /// interval; with --stats, each rule's last hit is read from it.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) hits_file: Option<PathBuf>,
+    /// With --stats and --hits-file: list only the rules without a hit in the last HOURS (exit
+    /// 1 if there are any), the input of unused-rule reviews.
+    #[arg(long, value_name = "HOURS", requires_all = ["stats", "hits_file"])]
+    pub(crate) unused_for: Option<f64>,
     /// With --stats: JSON instead of a table.
     #[arg(long, requires = "stats")]
     pub(crate) json: bool,
@@ -238,6 +247,11 @@ pub(crate) fn enforce(args: EnforceArgs) -> Result<u8> {
             settings,
             binding: &binding,
             flow_logs: logging.as_mut(),
+            hits: args
+                .hits_file
+                .clone()
+                .map(enforce::HitRecorder::open)
+                .transpose()?,
         };
         match enforce::follow(&watch, &mut live, &mut enforcer, &agent)? {}
     }
@@ -279,8 +293,12 @@ pub(crate) fn enforce(args: EnforceArgs) -> Result<u8> {
     }
     if args.stats {
         let hits = enforcer.kernel().rule_hits(Some(&rendered.ruleset))?;
-        print_hits(&hits, args.json)?;
-        return Ok(0);
+        let history = args
+            .hits_file
+            .as_deref()
+            .map(HitHistory::load)
+            .transpose()?;
+        return stats(&hits, history.as_ref(), args.unused_for, args.json);
     }
     enforce::apply_once(&mut enforcer, rendered)?;
     Ok(0)
@@ -296,11 +314,65 @@ struct RuleHits<'a> {
     access: &'a str,
     packets: u64,
     bytes: u64,
+    /// From the hit history: when the rule last decided a packet (RFC 3339), if ever.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_hit: Option<String>,
 }
 
-fn print_hits(hits: &BTreeMap<RuleComment, Hits>, json: bool) -> Result<()> {
+/// `--stats`: every rule's counters (and last hit), or with `unused_for` only the rules
+/// without a hit in that many hours (exit 1 if there are any).
+fn stats(
+    hits: &BTreeMap<RuleComment, Hits>,
+    history: Option<&HitHistory>,
+    unused_for: Option<f64>,
+    json: bool,
+) -> Result<u8> {
+    let last_hit = |rule: &RuleComment| {
+        history?
+            .rules
+            .iter()
+            .find(|r| r.network_security_group == rule.nsg && r.rule == rule.rule)?
+            .last_hit
+    };
+    // With --unused-for: the (NSG, rule) pairs to list.
+    let mut unused: Option<Vec<(&str, &str)>> = None;
+    if let (Some(hours), Some(history)) = (unused_for, history) {
+        if !(hours > 0.0 && hours.is_finite()) {
+            anyhow::bail!("--unused-for must be a positive number of hours");
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs();
+        let window = (hours * 3600.0) as u64;
+        let without_hits = history.unused(now, window).map_err(|observed| {
+            anyhow::anyhow!(
+                "--unused-for {hours}: the hit history covers only {:.1} hours",
+                observed as f64 / 3600.0
+            )
+        })?;
+        let mut listed: Vec<(&str, &str)> = without_hits
+            .iter()
+            .map(|r| (r.network_security_group.as_str(), r.rule.as_str()))
+            .collect();
+        // Rules the history never saw (new since) have had no hit it knows of either.
+        for rule in hits.keys() {
+            let seen = history
+                .rules
+                .iter()
+                .any(|r| r.network_security_group == rule.nsg && r.rule == rule.rule);
+            if !seen {
+                listed.push((&rule.nsg, &rule.rule));
+            }
+        }
+        unused = Some(listed);
+    }
     let rows: Vec<RuleHits<'_>> = hits
         .iter()
+        .filter(|(rule, _)| {
+            unused
+                .as_ref()
+                .is_none_or(|listed| listed.contains(&(rule.nsg.as_str(), rule.rule.as_str())))
+        })
         .map(|(rule, hits)| RuleHits {
             network_security_group: &rule.nsg,
             rule: &rule.rule,
@@ -308,24 +380,36 @@ fn print_hits(hits: &BTreeMap<RuleComment, Hits>, json: bool) -> Result<()> {
             access: &rule.access,
             packets: hits.packets,
             bytes: hits.bytes,
+            last_hit: last_hit(rule).map(nsg_policy::flow_log::format_record_time),
         })
         .collect();
+    let found = rows.len();
     if json {
         println!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({ "rules": rows }))?
         );
-        return Ok(());
-    }
-    println!(
-        "{:<24} {:<40} {:>8} {:<6} {:>12} {:>14}",
-        "NSG", "RULE", "PRIORITY", "ACCESS", "PACKETS", "BYTES"
-    );
-    for row in rows {
+    } else {
         println!(
-            "{:<24} {:<40} {:>8} {:<6} {:>12} {:>14}",
-            row.network_security_group, row.rule, row.priority, row.access, row.packets, row.bytes
+            "{:<24} {:<40} {:>8} {:<6} {:>12} {:>14}  LAST HIT",
+            "NSG", "RULE", "PRIORITY", "ACCESS", "PACKETS", "BYTES"
         );
+        for row in &rows {
+            println!(
+                "{:<24} {:<40} {:>8} {:<6} {:>12} {:>14}  {}",
+                row.network_security_group,
+                row.rule,
+                row.priority,
+                row.access,
+                row.packets,
+                row.bytes,
+                row.last_hit.as_deref().unwrap_or("-")
+            );
+        }
     }
-    Ok(())
+    Ok(if unused_for.is_some() && found > 0 {
+        EXIT_DENY
+    } else {
+        0
+    })
 }
