@@ -672,7 +672,12 @@ pub fn follow(
                 // On failure the previous policy stays in force (invariant 4); the next poll
                 // tries again.
                 match applied {
-                    Ok(()) => last = Some(inputs),
+                    Ok(()) => {
+                        if let Some(logging) = live.flow_logs.as_deref() {
+                            logging.logger.applied();
+                        }
+                        last = Some(inputs);
+                    }
                     Err(error) => eprintln!("opennsg: not applied: {error:#}"),
                 }
             }

@@ -289,6 +289,8 @@ struct Shared {
 /// The running logger; logging goes on in its threads until the process ends.
 pub struct FlowLogger {
     shared: Arc<Mutex<Shared>>,
+    /// Whether conntrack's counters are on (`nf_conntrack_acct`).
+    accounting: std::sync::atomic::AtomicBool,
 }
 
 fn now() -> Time {
@@ -302,7 +304,9 @@ impl FlowLogger {
     /// Turns on conntrack accounting, subscribes to conntrack events and binds the nflog group
     /// (in this process's network namespace), and starts logging into `settings.dir`.
     pub fn start(settings: FlowLogSettings) -> Result<FlowLogger> {
-        nsg_netfilter::enable_accounting().context("flow logs need conntrack accounting")?;
+        // Before the first apply connection tracking may not be loaded yet (its sysctls do
+        // not exist): `update` tries again after each rendering.
+        let accounting = nsg_netfilter::enable_accounting().is_ok();
         let mut events = ConntrackEvents::subscribe().context("flow logs: conntrack events")?;
         let mut nflog = Nflog::bind(settings.logging.group, NFLOG_COPY)
             .with_context(|| format!("flow logs: nflog group {}", settings.logging.group))?;
@@ -327,16 +331,35 @@ impl FlowLogger {
             .name("flow logger".into())
             .spawn(move || log_loop(settings, receiver, logger_shared))
             .context("start the flow logger")?;
-        Ok(FlowLogger { shared })
+        Ok(FlowLogger {
+            shared,
+            accounting: std::sync::atomic::AtomicBool::new(accounting),
+        })
     }
 
-    /// Puts a new rendering's rules, NICs and flow logs in force for logging.
+    /// Puts a new rendering's rules, NICs and flow logs in force for logging (before it is
+    /// applied, so that the logger knows every rule number the kernel may report).
     pub fn update(&self, policy: LoggedPolicy) {
         let mut shared = lock(&self.shared);
         shared
             .live
             .set_nics(policy.nics.clone(), policy.nsg_guids.clone());
         shared.policy = policy;
+    }
+
+    /// After a rendering is applied: turns on conntrack's counters if that failed before
+    /// (connection tracking is loaded by the first table using it).
+    pub fn applied(&self) {
+        use std::sync::atomic::Ordering;
+        if self.accounting.load(Ordering::Relaxed) {
+            return;
+        }
+        match nsg_netfilter::enable_accounting() {
+            Ok(_) => self.accounting.store(true, Ordering::Relaxed),
+            Err(error) => eprintln!(
+                "opennsg: warning: flow logs carry no packet counts: {error} (set net.netfilter.nf_conntrack_acct=1)"
+            ),
+        }
     }
 
     pub fn counts(&self) -> LoggerCounts {

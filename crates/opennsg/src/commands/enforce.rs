@@ -273,6 +273,7 @@ pub(crate) fn enforce(args: EnforceArgs) -> Result<u8> {
         let rendered =
             logging.render(&model, &catalog, settings, &binding, &interfaces, flow_logs)?;
         enforce::apply_once(&mut enforcer, rendered)?;
+        logging.logger.applied();
         eprintln!("opennsg: logging flows; stop with Ctrl-C (the table stays in force)");
         loop {
             std::thread::park();
