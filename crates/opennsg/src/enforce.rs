@@ -243,16 +243,7 @@ pub fn render_model_logged(
                 .iter()
                 .find(|local| &local.name == interface)
                 .map(|local| local.mac.clone());
-            LoggedNic {
-                id: nic.id.clone(),
-                subnets: nic
-                    .ip_configurations
-                    .iter()
-                    .map(|c| c.subnet.clone())
-                    .collect(),
-                addresses: policy.addresses.clone(),
-                mac: nic.mac_address.clone().or(local_mac).unwrap_or_default(),
-            }
+            LoggedNic::new(nic, policy.addresses.clone(), local_mac)
         })
         .collect();
     let rendered = nsg_nft::render_logged(&nics, &resolver.sets, resolver.settings(), logging);

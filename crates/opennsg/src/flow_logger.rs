@@ -30,7 +30,7 @@ use nsg_policy::packet::Time;
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -255,6 +255,21 @@ pub fn vnet_flow_logs(documents: &Value) -> (Vec<VnetFlowLog>, Vec<String>) {
     (logs, skipped)
 }
 
+/// The enabled VNet flow logs of environment files (warning of those skipped).
+pub fn vnet_flow_logs_in(files: &[PathBuf]) -> Result<Vec<VnetFlowLog>> {
+    let mut flow_logs = Vec::new();
+    for file in files {
+        let documents: Value = serde_json::from_slice(&crate::inputs::read_input(file)?)
+            .with_context(|| format!("{}: not JSON", file.display()))?;
+        let (found, skipped) = vnet_flow_logs(&documents);
+        for reason in skipped {
+            eprintln!("opennsg: warning: {reason}");
+        }
+        flow_logs.extend(found);
+    }
+    Ok(flow_logs)
+}
+
 /// What the logger knows of the policy in force; replaced after every rendering.
 #[derive(Clone, Debug, Default)]
 pub struct LoggedPolicy {
@@ -464,7 +479,11 @@ fn log_loop(settings: FlowLogSettings, inputs: Receiver<Input>, shared: Arc<Mute
                 .partition(|e| e.time.secs() / flush_secs < boundary);
             pending = later;
             let policy = lock(&shared).policy.clone();
-            let written = write_events(&mut store, &mut accounts, &done, &policy);
+            let mut failures = Vec::new();
+            let written = write_events(&mut store, &mut accounts, &done, &policy, &mut failures);
+            for failure in failures {
+                eprintln!("opennsg: {failure:#}");
+            }
             lock(&shared).counts.tuples_written += written;
             let hour = at.secs() / 3600;
             if last_retention_hour != Some(hour) {
@@ -472,6 +491,20 @@ fn log_loop(settings: FlowLogSettings, inputs: Receiver<Input>, shared: Arc<Mute
                 apply_retention(&mut store, &policy.flow_logs, at);
             }
         }
+    }
+}
+
+/// Writes `events` into `dir` in Azure's blob layout, as `--flow-logs` does (for `replay`):
+/// NSG flow logs for every NSG, VNet flow logs for `policy`'s flow logs. Returns the tuples
+/// written, or the first blob that could not be written.
+pub fn write_directory(dir: &Path, events: &[FlowLogEvent], policy: &LoggedPolicy) -> Result<u64> {
+    let mut store = DirectoryStore::new(dir);
+    let mut accounts = Accounts::new(None);
+    let mut failures = Vec::new();
+    let written = write_events(&mut store, &mut accounts, events, policy, &mut failures);
+    match failures.into_iter().next() {
+        Some(failure) => Err(failure),
+        None => Ok(written),
     }
 }
 
@@ -514,6 +547,7 @@ fn write_events(
     accounts: &mut Accounts,
     events: &[FlowLogEvent],
     policy: &LoggedPolicy,
+    failures: &mut Vec<anyhow::Error>,
 ) -> u64 {
     if events.is_empty() {
         return 0;
@@ -522,7 +556,7 @@ fn write_events(
     for event in events {
         nsg.push(event.clone());
     }
-    let mut written = append_all(store, nsg_blobs(nsg.finish()));
+    let mut written = append_all(store, nsg_blobs(nsg.finish()), failures);
     for flow_log in &policy.flow_logs {
         let covered: Vec<&LoggedNic> = policy
             .nics
@@ -548,17 +582,21 @@ fn write_events(
         let blobs = vnet_blobs(&flow_log.identity.id, vnet.finish());
         if let Some(account) = flow_log.storage_account.as_deref() {
             if let Some(blob_store) = accounts.store(account) {
-                append_all(blob_store, blobs.clone());
+                append_all(blob_store, blobs.clone(), failures);
             }
         }
-        written += append_all(store, blobs);
+        written += append_all(store, blobs, failures);
     }
     written
 }
 
-/// Appends each blob's records; failures are reported and the minute's records for that blob
-/// dropped (the store leaves the blob as it was). Returns the tuples written.
-fn append_all<R: Serialize>(store: &mut impl FlowLogStore, blobs: Vec<Blob<R>>) -> u64 {
+/// Appends each blob's records; a blob that fails is left as it was and its failure (naming
+/// it) kept in `failures`. Returns the tuples written.
+fn append_all<R: Serialize>(
+    store: &mut impl FlowLogStore,
+    blobs: Vec<Blob<R>>,
+    failures: &mut Vec<anyhow::Error>,
+) -> u64 {
     let mut tuples = 0;
     for blob in blobs {
         let records: Vec<Value> = blob
@@ -572,7 +610,7 @@ fn append_all<R: Serialize>(store: &mut impl FlowLogStore, blobs: Vec<Blob<R>>) 
             .and_then(|name| store.append(&name, &records).map_err(anyhow::Error::from));
         match result {
             Ok(()) => tuples += count,
-            Err(error) => eprintln!("opennsg: flow logs: {}: {error:#}", blob.name),
+            Err(error) => failures.push(error.context(format!("flow logs: {}", blob.name))),
         }
     }
     tuples

@@ -16,6 +16,7 @@
 //! being the initiator's direction and "received" the reply direction.
 
 use ipnet::IpNet;
+use nsg_model::model::NetworkInterface;
 use nsg_model::rule::{Access, Direction};
 use nsg_model::ResourceId;
 use nsg_netfilter::{ConntrackEntry, ConntrackEvent, ConntrackEventKind, NflogPacket, Transport};
@@ -35,6 +36,29 @@ pub struct LoggedNic {
     pub addresses: Vec<IpNet>,
     /// Its MAC address, in any form flow logs normalise.
     pub mac: String,
+}
+
+impl LoggedNic {
+    /// `nic` with `addresses`; its MAC is the NIC's `macAddress`, else `local_mac` (its
+    /// interface's).
+    pub fn new(nic: &NetworkInterface, addresses: Vec<IpNet>, local_mac: Option<String>) -> Self {
+        LoggedNic {
+            id: nic.id.clone(),
+            subnets: nic
+                .ip_configurations
+                .iter()
+                .map(|c| c.subnet.clone())
+                .collect(),
+            addresses,
+            mac: nic.mac_address.clone().or(local_mac).unwrap_or_default(),
+        }
+    }
+
+    /// `nic` with the addresses of its IP configurations.
+    pub fn of(nic: &NetworkInterface) -> Self {
+        let addresses = nic.ip_configurations.iter().map(|c| c.address).collect();
+        LoggedNic::new(nic, addresses, None)
+    }
 }
 
 /// A connection reported so far.

@@ -74,23 +74,8 @@ enum Command {
         json: bool,
     },
     /// Replay a packet capture through the NSGs: a summary of what each rule allowed and denied,
-    /// and Azure's NSG flow logs (version 2). Exit 0, or 2 for bad input.
-    Replay {
-        #[command(flatten)]
-        env: EnvArgs,
-        /// A pcap or pcapng capture (Ethernet, Linux cooked or raw IP).
-        #[arg(long, value_name = "FILE")]
-        pcap: PathBuf,
-        /// Only these NICs (name or id; repeatable). Default: every NIC of the environment.
-        #[arg(long)]
-        nic: Vec<String>,
-        /// Write the flow logs here: {"records": [...]} as in Azure's PT1H.json blobs.
-        #[arg(long, value_name = "OUT.json")]
-        flow_logs: Option<PathBuf>,
-        /// Print the summary as JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    /// and Azure's flow logs. Exit 0, or 2 for bad input.
+    Replay(commands::replay::ReplayArgs),
     /// Serve the ARM-compatible Microsoft.Network API (network security groups and application
     /// security groups so far) on the embedded store in DATA.
     Serve(commands::serve::ServeArgs),
@@ -128,10 +113,10 @@ enum Command {
 }
 
 #[derive(Args)]
-struct EnvArgs {
+pub(crate) struct EnvArgs {
     /// ARM JSON files (an array of resources, {"value": [...]}, or one resource); - reads stdin.
     #[arg(required = true, value_name = "ENV")]
-    files: Vec<PathBuf>,
+    pub(crate) files: Vec<PathBuf>,
     /// Microsoft's ServiceTags_*.json file (repeatable; a later file wins for a tag in both).
     /// Default: the current file of `opennsg tags update`'s cache, if any.
     #[arg(long = "service-tags", value_name = "FILE")]
@@ -168,7 +153,7 @@ fn main() -> ExitCode {
     }
 }
 
-struct Loaded {
+pub(crate) struct Loaded {
     model: nsg_model::Model,
     catalog: nsg_tags::Catalog,
     settings: Settings,
@@ -181,7 +166,7 @@ impl EnvArgs {
     }
 }
 
-fn load(args: &EnvArgs) -> Result<Loaded> {
+pub(crate) fn load(args: &EnvArgs) -> Result<Loaded> {
     let catalog = args.service_tags()?;
     let model = inputs::load_model(&args.files, &catalog)?;
     Ok(Loaded {
@@ -216,13 +201,7 @@ fn run(cli: Cli) -> Result<u8> {
             verify(&loaded, &nic, &flow, json, explain)
         }
         Command::Effective { env, nic, json } => effective(&load(&env)?, &nic, json),
-        Command::Replay {
-            env,
-            pcap,
-            nic,
-            flow_logs,
-            json,
-        } => replay(&load(&env)?, &pcap, &nic, flow_logs.as_deref(), json),
+        Command::Replay(args) => commands::replay::replay(args),
         Command::Serve(args) => commands::serve::serve(args),
         Command::Enforce(args) => commands::enforce::enforce(args),
         Command::Tags { command } => opennsg::tags::run(command),
@@ -420,91 +399,6 @@ fn evaluated_groups_json(explanation: &Explanation) -> serde_json::Value {
         })
         .collect();
     json!(groups)
-}
-
-fn replay(
-    loaded: &Loaded,
-    pcap: &std::path::Path,
-    nics: &[String],
-    flow_logs: Option<&std::path::Path>,
-    json: bool,
-) -> Result<u8> {
-    let only = nics
-        .iter()
-        .map(|n| query::find_nic(&loaded.model, n))
-        .collect::<Result<Vec<_>>>()?;
-    let bytes = inputs::read_input(pcap)?;
-    let capture = read_capture_with_progress_bar(&bytes)
-        .with_context(|| format!("reading {}", pcap.display()))?;
-    let result = opennsg::replay::replay(
-        &loaded.model,
-        &loaded.catalog,
-        loaded.settings,
-        &only,
-        &capture,
-    )?;
-    if let Some(path) = flow_logs {
-        let text = serde_json::to_string_pretty(&result.flow_logs)?;
-        std::fs::write(path, text)
-            .with_context(|| format!("writing flow logs to {}", path.display()))?;
-    }
-    let s = &result.summary;
-    if json {
-        println!("{}", serde_json::to_string_pretty(s)?);
-        return Ok(0);
-    }
-    println!("{}", s.headline());
-    println!(
-        "{:<24} {:<48} {:<6} {:>8} {:>10} {:>12}",
-        "NSG", "rule", "access", "flows", "packets", "bytes"
-    );
-    for (decider, counts) in &s.by_rule {
-        println!(
-            "{:<24} {:<48} {:<6} {:>8} {:>10} {:>12}",
-            decider.network_security_group,
-            decider.rule,
-            decider.access,
-            counts.flows,
-            counts.packets,
-            counts.bytes
-        );
-    }
-    if let Some(path) = flow_logs {
-        println!(
-            "flow logs: {} records written to {}{}",
-            result.flow_logs.records.len(),
-            path.display(),
-            if s.flow_log_events_skipped > 0 {
-                format!(
-                    " ({} ICMP or other-protocol events have no version 2 tuple)",
-                    s.flow_log_events_skipped
-                )
-            } else {
-                String::new()
-            }
-        );
-    }
-    Ok(0)
-}
-
-/// Reads a capture, with a progress bar on a terminal for large files.
-fn read_capture_with_progress_bar(
-    bytes: &[u8],
-) -> Result<nsg_capture::Capture, nsg_capture::CaptureError> {
-    use std::io::IsTerminal;
-    const LARGE: usize = 16 << 20;
-    if bytes.len() < LARGE || !std::io::stderr().is_terminal() {
-        return nsg_capture::read_capture(bytes);
-    }
-    let bar = indicatif::ProgressBar::new(bytes.len() as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {elapsed_precise}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    let capture =
-        nsg_capture::read_capture_with_progress(bytes, &mut |done| bar.set_position(done as u64));
-    bar.finish_and_clear();
-    capture
 }
 
 fn effective(loaded: &Loaded, nic: &str, json: bool) -> Result<u8> {

@@ -16,7 +16,7 @@ use nsg_model::model::{Model, NetworkInterface};
 use nsg_model::rule::{Access, Direction};
 use nsg_model::ResourceId;
 use nsg_policy::compiled::CompiledPolicy;
-use nsg_policy::flow_log::{FlowLogBuilder, FlowLogDocument};
+use nsg_policy::flow_log::{FlowLogBuilder, FlowLogDocument, FlowLogEvent};
 use nsg_policy::flow_table::{logging_rule, FlowTable, PacketOutcome, RuleAt};
 use nsg_policy::packet::{PacketMeta, Time};
 use nsg_policy::{Resolver, Settings};
@@ -103,6 +103,8 @@ impl Summary {
 pub struct Replay {
     pub summary: Summary,
     pub flow_logs: FlowLogDocument,
+    /// Every flow log event, in the order the flow tables gave them.
+    pub events: Vec<FlowLogEvent>,
 }
 
 /// Replays `capture` through the NICs of `model` (all of them, or those named in `only`).
@@ -188,16 +190,17 @@ pub fn replay(
         .filter_map(|n| Some((&n.id, n.resource_guid.as_deref()?)))
         .collect();
     let mut builder = FlowLogBuilder::new();
-    for mut event in events {
+    for event in &mut events {
         // The NSG's `resourceGuid`, when the environment gives one, is the record's `systemId`.
         event.nsg_guid = guids.get(&event.nsg).map(|g| g.to_string());
-        builder.push(event);
+        builder.push(event.clone());
     }
     state.summary.flow_log_events_skipped = builder.skipped();
     state.summary.by_rule = state.by_rule.into_iter().collect();
     Ok(Replay {
         summary: state.summary,
         flow_logs: builder.finish(),
+        events,
     })
 }
 

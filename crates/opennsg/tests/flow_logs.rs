@@ -8,7 +8,7 @@ use nsg_netlab::{echo_roundtrip, EchoServer};
 use nsg_policy::flow_log::{check_v2_document, check_v4_document};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 use support::*;
 
@@ -36,30 +36,12 @@ fn storage_id(account: &str) -> String {
     format!("/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg1/providers/Microsoft.Storage/storageAccounts/{account}")
 }
 
-/// Every `PT1H.json` under `dir`.
-fn blobs(dir: &Path) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path.file_name().is_some_and(|n| n == "PT1H.json") {
-                found.push(path);
-            }
-        }
-    }
-    found.sort();
-    found
-}
-
 /// (rule, tuple fields) of every tuple of VNet flow log `name` under `dir`, each file (of
 /// either format) checked.
 fn vnet_tuples(dir: &Path, name: &str) -> Vec<(String, Vec<String>)> {
     let mut tuples = Vec::new();
     let of_log = format!("/FLOWLOGS/{}/", name.to_uppercase());
-    for blob in blobs(dir) {
+    for blob in hourly_blobs(dir) {
         let document: Value =
             serde_json::from_slice(&std::fs::read(&blob).expect("read blob")).expect("JSON");
         let name = blob.to_string_lossy();
@@ -264,7 +246,7 @@ fn enforce_logs_the_flows_it_filters() {
         .iter()
         .any(|(_, t)| t[3] == client_port.to_string() && t[7] == "E"));
     // The VNet blobs are vm2's MAC's.
-    assert!(blobs(&logs)
+    assert!(hourly_blobs(&logs)
         .iter()
         .all(|b| b.to_string_lossy().contains("macAddress=000D3A1923CF")));
 }

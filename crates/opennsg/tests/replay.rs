@@ -778,3 +778,99 @@ fn a_real_tcpdump_any_capture_on_a_router_replays_each_packet_once() {
         assert_eq!(summary["packetsUnmapped"], 0, "{attachment:?}: {summary}");
     }
 }
+
+/// Every hourly blob under `dir`, with its path.
+fn blob_documents(dir: &Path) -> Vec<(String, Value)> {
+    support::hourly_blobs(dir)
+        .into_iter()
+        .map(|path| {
+            let document = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+            (path.to_string_lossy().into_owned(), document)
+        })
+        .collect()
+}
+
+#[test]
+fn the_flow_log_directory_holds_the_same_tuples_in_azures_blob_layout() {
+    let capture = temp("layout.pcap");
+    std::fs::write(&capture, write_pcap(&traffic(), Link::Ethernet)).unwrap();
+    let flow_log = temp("flow-log.json");
+    std::fs::write(
+        &flow_log,
+        serde_json::json!({
+            "id": "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/NetworkWatcherRG/providers/Microsoft.Network/networkWatchers/NetworkWatcher_westeurope/flowLogs/vnet1-log",
+            "type": "Microsoft.Network/networkWatchers/flowLogs",
+            "location": "westeurope",
+            "properties": {
+                "targetResourceId": "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg1/providers/Microsoft.Network/virtualNetworks/vnet1",
+                "storageId": "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg1/providers/Microsoft.Storage/storageAccounts/logs1",
+            },
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let single = temp("layout.flowlogs.json");
+    let dir = temp("layout-blobs");
+    let out = Command::cargo_bin("opennsg")
+        .unwrap()
+        .arg("replay")
+        .arg(fixture())
+        .arg(&flow_log)
+        .arg("--pcap")
+        .arg(&capture)
+        .arg("--flow-logs")
+        .arg(&single)
+        .arg("--flow-log-dir")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let single: Value = serde_json::from_str(&std::fs::read_to_string(&single).unwrap()).unwrap();
+    let count = |document: &Value, groups: &str, inner: &str| -> usize {
+        document["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|r| {
+                r.pointer(groups)
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .flat_map(|g| g[inner].as_array().cloned().unwrap_or_default())
+            .map(|t| t["flowTuples"].as_array().map_or(0, Vec::len))
+            .sum()
+    };
+    let (mut nsg_tuples, mut vnet_tuples) = (0, 0);
+    for (path, document) in blob_documents(&dir) {
+        if path.contains("/insights-logs-networksecuritygroupflowevent/resourceId=/SUBSCRIPTIONS/")
+        {
+            assert_eq!(check_v2_document(&document), Ok(()), "{path}");
+            nsg_tuples += count(&document, "/properties/flows", "flows");
+        } else {
+            assert!(
+                path.contains("/insights-logs-flowlogflowevent/flowLogResourceID=/SUBSCRIPTIONS/"),
+                "{path}"
+            );
+            assert!(path.contains("/FLOWLOGS/VNET1-LOG/y="), "{path}");
+            assert_eq!(
+                nsg_policy::flow_log::check_v4_document(&document),
+                Ok(()),
+                "{path}"
+            );
+            vnet_tuples += count(&document, "/flowRecords/flows", "flowGroups");
+        }
+        assert!(
+            path.contains("/macAddress=") && path.ends_with("/PT1H.json"),
+            "{path}"
+        );
+    }
+    // The same tuples as the single document, now per NSG, MAC and hour.
+    assert_eq!(nsg_tuples, count(&single, "/properties/flows", "flows"));
+    // The VNet flow log covers every NIC of vnet1 with an NSG, ICMP included.
+    assert!(vnet_tuples >= nsg_tuples, "{vnet_tuples} < {nsg_tuples}");
+}

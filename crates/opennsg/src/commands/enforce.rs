@@ -2,13 +2,13 @@
 //! remove, or follow a server with `--watch`).
 
 use super::EXIT_DENY;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 use nsg_nft::hits::{Hits, RuleComment};
 use nsg_nft::render::flow_logging::{FlowLogging, RuleIds};
 use nsg_policy::{Settings, SubscriptionType};
 use opennsg::flow_logger::{
-    vnet_flow_logs, BlobStorage, FlowLogSettings, FlowLogger, StorageCredential,
+    vnet_flow_logs_in, BlobStorage, FlowLogSettings, FlowLogger, StorageCredential,
 };
 use opennsg::hit_history::HitHistory;
 use opennsg::inputs;
@@ -259,17 +259,7 @@ pub(crate) fn enforce(args: EnforceArgs) -> Result<u8> {
     let model = inputs::load_model(&args.files, &catalog)?;
     let interfaces = enforce::local_interfaces()?;
     if let Some(logging) = &mut logging {
-        let mut flow_logs = Vec::new();
-        for file in &args.files {
-            let documents: serde_json::Value =
-                serde_json::from_slice(&inputs::read_input(file)?)
-                    .with_context(|| format!("{}: not JSON", file.display()))?;
-            let (found, skipped) = vnet_flow_logs(&documents);
-            for reason in skipped {
-                eprintln!("opennsg: warning: {reason}");
-            }
-            flow_logs.extend(found);
-        }
+        let flow_logs = vnet_flow_logs_in(&args.files)?;
         let rendered =
             logging.render(&model, &catalog, settings, &binding, &interfaces, flow_logs)?;
         enforce::apply_once(&mut enforcer, rendered)?;

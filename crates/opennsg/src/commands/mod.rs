@@ -1,6 +1,7 @@
 //! The binary's longer commands, one module each; `main.rs` parses and dispatches.
 
 pub(crate) mod enforce;
+pub(crate) mod replay;
 pub(crate) mod serve;
 
 /// Exit codes: 0 ok / allow, 1 deny (or drift, or a difference), 2 bad input or invalid

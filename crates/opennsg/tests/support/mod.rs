@@ -569,3 +569,21 @@ impl Site {
         }
     }
 }
+
+/// Every `PT1H.json` (an hourly flow log blob) under `dir`, sorted by path.
+pub fn hourly_blobs(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.file_name().is_some_and(|n| n == "PT1H.json") {
+                found.push(path);
+            }
+        }
+    }
+    found.sort();
+    found
+}
