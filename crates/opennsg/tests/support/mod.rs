@@ -2,6 +2,8 @@
 //! and the `opennsg` binary run inside the router. Each test binary uses part of it.
 #![allow(dead_code)]
 
+pub mod tcpdump;
+
 use nsg_netlab::{
     echo_roundtrip, ping, tcp_connect, udp_exchange, Bridge, EchoServer, GuestSide, Lab, Netns,
     RouterSide, UdpEchoServer,
