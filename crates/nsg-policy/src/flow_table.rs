@@ -3,8 +3,8 @@
 //! The first packet of a connection is decided by the policy; an allowed connection gets a
 //! record keyed by its normalised 5-tuple (protocol, local and remote address and port), so its
 //! later packets — in both directions, which is what makes return traffic pass — are forwarded
-//! without rule evaluation. Records end on TCP RST or FIN from both sides, or after the idle
-//! timeout (the VNet's `flowTimeoutInMinutes`, 4 by default). A new policy leaves records alone
+//! without rule evaluation. Records end on TCP RST, shortly after FIN from both sides, or after
+//! the idle timeout (the VNet's `flowTimeoutInMinutes`, 4 by default). A new policy leaves records alone
 //! unless an NSG of the NIC has `flushConnection`, in which case every record is re-evaluated.
 //! Capacity is bounded per direction (500,000 by default, as Azure): when full, new flows are
 //! refused and counted while established ones keep working.
@@ -43,7 +43,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Azure's limit of concurrent flows per NIC, per direction (reference §3.4).
 pub const DEFAULT_CAPACITY_PER_DIRECTION: usize = 500_000;
-/// How long a TCP flow closed by FIN from both sides absorbs its last ACKs.
+/// How long a TCP flow closed by FIN from both sides lives on to count its last ACKs; it ends
+/// (its `E` tuple) this long after its last packet.
 pub const TCP_CLOSE_GRACE_SECS: u64 = 10;
 /// Flow logs report long flows every five minutes (`C` tuples).
 pub const CONTINUATION_SECS: u64 = 300;
@@ -316,7 +317,8 @@ enum TcpState {
     HalfClosed {
         by_initiator: bool,
     },
-    /// Closed by FIN from both sides: absorbing the last ACKs until the grace period ends.
+    /// Closed by FIN from both sides: counting the last ACKs until the grace period ends, when
+    /// the flow ends.
     Closed,
 }
 
@@ -770,13 +772,8 @@ impl FlowTable {
                 return PacketOutcome::Established(logged_by);
             }
             let record = *record;
-            self.remove(
-                policy,
-                loc,
-                record,
-                record.last_seen.plus_secs(timeout),
-                events,
-            );
+            let ended = record.last_seen.plus_secs(idle_limit(&record, timeout));
+            self.remove(policy, loc, record, ended, events);
         }
         self.first_packet(policy, packet, direction, probe, events)
     }
@@ -877,7 +874,7 @@ impl FlowTable {
     }
 
     /// The rare part of a counted packet: a five-minute report (`tcp` is `None`), or the end of
-    /// the flow: removed on a reset, reported and kept for the grace period on a close.
+    /// the flow: removed on a reset, kept for the grace period on a close.
     #[cold]
     fn after_count(
         &mut self,
@@ -903,10 +900,10 @@ impl FlowTable {
                 self.remove(policy, loc, record, now, events);
             }
             TcpEvent::Closed => {
-                // Reported now; the record stays for the grace period to absorb the last ACKs.
-                let record = self.record_mut(loc);
-                events.extend(report(policy, key, record, FlowState::End, now));
-                record.tcp = TcpState::Closed;
+                // The record stays for the grace period and counts the last ACKs; its end is
+                // reported when it goes, with them (as conntrack counts them before TIME_WAIT
+                // ends).
+                self.record_mut(loc).tcp = TcpState::Closed;
             }
         }
     }
@@ -933,8 +930,7 @@ impl FlowTable {
         TcpEvent::None
     }
 
-    /// Removes the flow at `loc`, whose record is `record`, reporting its end (`E`) unless a
-    /// close already did.
+    /// Removes the flow at `loc`, whose record is `record`, reporting its end (`E`).
     fn remove(
         &mut self,
         policy: &CompiledPolicy,
@@ -943,15 +939,13 @@ impl FlowTable {
         at: Time,
         events: &mut Vec<FlowLogEvent>,
     ) {
-        if record.tcp != TcpState::Closed {
-            events.extend(report(
-                policy,
-                self.key_at(loc),
-                &mut record,
-                FlowState::End,
-                at,
-            ));
-        }
+        events.extend(report(
+            policy,
+            self.key_at(loc),
+            &mut record,
+            FlowState::End,
+            at,
+        ));
         match loc {
             Loc::V4(i) => {
                 self.v4.remove_at(i);
@@ -979,7 +973,6 @@ impl FlowTable {
             let record = *self.record(loc);
             let limit = idle_limit(&record, timeout);
             if now.secs_since(record.last_seen) >= limit {
-                // A closed flow already reported its end; this only releases the record.
                 self.remove(
                     policy,
                     loc,

@@ -4,7 +4,9 @@ use nsg_model::rule::Direction::{self, Inbound, Outbound};
 use nsg_model::Environment;
 use nsg_policy::compiled::CompiledPolicy;
 use nsg_policy::flow_log::{FlowLogEvent, FlowState};
-use nsg_policy::flow_table::{needs_flush, FlowTable, PacketOutcome, DENIED_FLOWS_REMEMBERED};
+use nsg_policy::flow_table::{
+    needs_flush, FlowTable, PacketOutcome, DENIED_FLOWS_REMEMBERED, TCP_CLOSE_GRACE_SECS,
+};
 use nsg_policy::packet::{IcmpKind, PacketMeta, TcpFlags, Time};
 use nsg_policy::{Resolver, Settings};
 use serde_json::{json, Value};
@@ -303,6 +305,38 @@ fn rst_ends_a_flow_and_fin_from_both_sides_closes_it() {
     ));
 }
 
+/// Regression (issue 12, live flow logs against replayed ones): the `E` tuple came at the
+/// second FIN, so the last ACK was in no tuple, one packet fewer than the kernel's conntrack
+/// counts for the same connection.
+#[test]
+fn the_last_ack_after_both_fins_counts_in_the_end_tuple() {
+    let mut nic = Nic::new(policy(json!([]), false, None));
+    nic.send(tcp(T0, VM, 40000, INTERNET, 443, SYN));
+    nic.send(tcp(T0, INTERNET, 443, VM, 40000, SYNACK));
+    nic.send(tcp(T0, VM, 40000, INTERNET, 443, FIN));
+    nic.send(tcp(T0 + 1, INTERNET, 443, VM, 40000, FIN));
+    assert_eq!(
+        nic.states(),
+        vec![(FlowState::Begin, None)],
+        "not ended yet"
+    );
+    nic.send(tcp(T0 + 1, VM, 40000, INTERNET, 443, ACK));
+    // Ended by the next packet after the grace period (a new flow), or by a tick.
+    nic.send(tcp(T0 + 30, VM, 40000, INTERNET, 443, SYN));
+    assert_eq!(
+        nic.states(),
+        vec![
+            (FlowState::Begin, None),
+            (FlowState::End, Some((3, 180, 2, 120))),
+            (FlowState::Begin, None),
+        ]
+    );
+    assert_eq!(
+        nic.events[1].time,
+        Time::from_secs(T0 + 1 + TCP_CLOSE_GRACE_SECS)
+    );
+}
+
 #[test]
 fn icmp_echo_is_a_flow_and_other_icmp_is_decided_per_packet() {
     let mut nic = Nic::new(policy(json!([]), false, None));
@@ -352,7 +386,9 @@ fn flow_log_events_begin_continue_every_five_minutes_and_end() {
     nic.send(tcp(T0 + 200, VM, 40000, INTERNET, 443, ACK));
     nic.send(tcp(T0 + 301, INTERNET, 443, VM, 40000, ACK)); // C: 2 out, 2 in since B
     nic.send(tcp(T0 + 400, VM, 40000, INTERNET, 443, FIN));
-    nic.send(tcp(T0 + 401, INTERNET, 443, VM, 40000, FIN)); // E: 1 out, 1 in since C
+    nic.send(tcp(T0 + 401, INTERNET, 443, VM, 40000, FIN));
+    nic.table
+        .tick(&nic.policy, Time::from_secs(T0 + 1000), &mut nic.events); // E: 1 out, 1 in since C
     assert_eq!(
         nic.states(),
         vec![
@@ -367,7 +403,11 @@ fn flow_log_events_begin_continue_every_five_minutes_and_end() {
         (begin.src.to_string(), begin.dst_port),
         (VM.to_string(), 443)
     );
-    assert_eq!(nic.events[2].time, Time::from_secs(T0 + 401));
+    // A closed flow ends at its last packet plus the grace period.
+    assert_eq!(
+        nic.events[2].time,
+        Time::from_secs(T0 + 401 + TCP_CLOSE_GRACE_SECS)
+    );
 
     // An idle flow ends at its last packet plus the timeout.
     let mut nic = Nic::new(policy(json!([]), false, None));

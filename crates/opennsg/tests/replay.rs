@@ -14,10 +14,10 @@ use nsg_policy::flow_log::check_v2_document;
 use nsg_policy::packet::{IcmpKind, PacketMeta, TcpFlags, Time};
 use serde_json::Value;
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use support::{seed_topology, Attachment, Child, DENIED_AFTER};
+use support::tcpdump::Tcpdump;
+use support::{seed_topology, Attachment, DENIED_AFTER};
 
 const VM1: &str = "10.0.1.4";
 const VM2: &str = "10.0.1.5";
@@ -566,70 +566,6 @@ fn tcpdump_any_duplicates_count_once() {
     }
 }
 
-/// `tcpdump -i any` in a namespace, writing a capture file; killed if the test ends early.
-struct Tcpdump {
-    process: Child,
-    stderr: BufReader<std::process::ChildStderr>,
-    file: PathBuf,
-}
-
-impl Tcpdump {
-    /// Starts tcpdump on every interface of `ns`, with cooked headers of `link_type`, for IPv4
-    /// without multicast; returns when it listens.
-    fn start(ns: &nsg_netlab::Netns, link_type: &str, file: PathBuf) -> Tcpdump {
-        let spawned = ns
-            .run(|| {
-                std::process::Command::new("tcpdump")
-                    .args(["-i", "any", "-y", link_type, "-Z", "root", "-U"])
-                    // Immediate mode's ring has a slot per snapshot length: short
-                    // snapshots (headers and the start of payloads are enough) and a large
-                    // buffer, so that no burst overflows it.
-                    .args(["--immediate-mode", "-s", "512", "-B", "8192", "-n", "-w"])
-                    .arg(&file)
-                    .arg("ip and not ip multicast")
-                    .stdout(std::process::Stdio::null())
-                    .stderr(std::process::Stdio::piped())
-                    .spawn()
-            })
-            .expect("tcpdump runs (install it: apt-get install tcpdump, as .ci/run does)");
-        let mut process = Child(spawned);
-        let stderr = process.0.stderr.take().expect("tcpdump's stderr is piped");
-        let mut tcpdump = Tcpdump {
-            process,
-            stderr: BufReader::new(stderr),
-            file,
-        };
-        let mut said = String::new();
-        while !said.contains("listening on") {
-            let before = said.len();
-            tcpdump
-                .stderr
-                .read_line(&mut said)
-                .expect("tcpdump's stderr");
-            assert!(
-                said.len() > before,
-                "tcpdump ended without listening: {said}"
-            );
-        }
-        assert!(said.contains(link_type), "{said}");
-        tcpdump
-    }
-
-    /// Stops tcpdump as a user would (SIGTERM, so it writes what it holds), waits for it and
-    /// returns its statistics.
-    fn stop(mut self) -> String {
-        let status = std::process::Command::new("kill")
-            .args(["-TERM", &self.process.0.id().to_string()])
-            .status()
-            .expect("kill runs");
-        assert!(status.success());
-        self.process.0.wait().expect("tcpdump ends");
-        let mut statistics = String::new();
-        std::io::Read::read_to_string(&mut self.stderr, &mut statistics).expect("stderr");
-        statistics
-    }
-}
-
 /// Runs the traffic of [`a_real_tcpdump_any_capture_on_a_router_replays_each_packet_once`]
 /// under `tcpdump -i any` in the router of a lab (no enforcement: the captures see everything),
 /// one capture per cooked version in `link_types`, and replays each. Checks every replay against
@@ -668,13 +604,7 @@ fn capture_and_replay(lab: &support::Topology, link_types: &[&str], oracle: &str
     let mut summaries = Vec::new();
     for tcpdump in captures {
         let file = tcpdump.file.clone();
-        let statistics = tcpdump.stop();
-        assert!(
-            statistics
-                .lines()
-                .any(|l| l == "0 packets dropped by kernel"),
-            "{statistics}"
-        );
+        tcpdump.stop();
         let bytes = std::fs::read(&file).unwrap();
         let recorded = read_capture(&bytes).unwrap().packets.len();
         let once_file = file.with_extension("once.pcap");

@@ -108,7 +108,8 @@ enum TcpState {
     HalfClosed {
         by_initiator: bool,
     },
-    /// Closed by FIN from both sides: absorbing the last ACKs until the grace period ends.
+    /// Closed by FIN from both sides: counting the last ACKs until the grace period ends, when
+    /// the flow ends.
     Closed,
 }
 
@@ -196,13 +197,8 @@ impl FlowTable {
                     return PacketOutcome::Established(logged_by);
                 }
                 let record = *record;
-                self.remove(
-                    policy,
-                    key,
-                    record,
-                    record.last_seen.plus_secs(timeout),
-                    events,
-                );
+                let ended = record.last_seen.plus_secs(idle_limit(&record, timeout));
+                self.remove(policy, key, record, ended, events);
             }
         }
         if !can_start_a_flow(packet) {
@@ -346,15 +342,15 @@ impl FlowTable {
             }
             TcpEvent::Reset => self.remove(policy, key, record, at, events),
             TcpEvent::Closed => {
-                // Reported now; the record stays for the grace period to absorb the last ACKs.
-                events.extend(self.report(policy, key, &mut record, FlowState::End, at));
+                // The record stays for the grace period, counting the last ACKs; its end is
+                // reported when it goes.
                 record.tcp = TcpState::Closed;
                 self.flows.insert(key, record);
             }
         }
     }
 
-    /// Removes a flow, reporting its end (`E`) unless a close already did.
+    /// Removes a flow, reporting its end (`E`).
     fn remove(
         &mut self,
         policy: &CompiledPolicy,
@@ -363,9 +359,7 @@ impl FlowTable {
         at: Time,
         events: &mut Vec<FlowLogEvent>,
     ) {
-        if record.tcp != TcpState::Closed {
-            events.extend(self.report(policy, key, &mut record, FlowState::End, at));
-        }
+        events.extend(self.report(policy, key, &mut record, FlowState::End, at));
         if self.flows.remove(&key).is_some() {
             self.per_direction[direction_index(record.initiator)] -= 1;
             self.stats.flows_ended += 1;
@@ -422,7 +416,6 @@ impl FlowTable {
             };
             let limit = idle_limit(&record, timeout);
             if now.secs_since(record.last_seen) >= limit {
-                // A closed flow already reported its end; this only releases the record.
                 self.remove(
                     policy,
                     key,

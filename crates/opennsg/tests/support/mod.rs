@@ -2,6 +2,8 @@
 //! and the `opennsg` binary run inside the router. Each test binary uses part of it.
 #![allow(dead_code)]
 
+pub mod tcpdump;
+
 use nsg_netlab::{
     echo_roundtrip, ping, tcp_connect, udp_exchange, Bridge, EchoServer, GuestSide, Lab, Netns,
     RouterSide, UdpEchoServer,
@@ -237,6 +239,25 @@ impl Topology {
 
 pub fn load(name: &str) -> Value {
     serde_json::from_slice(&std::fs::read(fixture(name)).expect("fixture")).expect("fixture JSON")
+}
+
+/// The seed's VNet (vnet1).
+pub const SEED_VNET: &str = "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg1/providers/Microsoft.Network/virtualNetworks/vnet1";
+
+/// An enabled VNet flow log (Network Watcher's `flowLogs` resource) over the seed's VNet, for
+/// `enforce --flow-logs` to write version 4 blobs of.
+pub fn seed_vnet_flow_log() -> Value {
+    serde_json::json!({
+        "id": "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/NetworkWatcherRG/providers/Microsoft.Network/networkWatchers/NetworkWatcher_westeurope/flowLogs/vnet1-log",
+        "type": "Microsoft.Network/networkWatchers/flowLogs",
+        "location": "westeurope",
+        "properties": {
+            "targetResourceId": SEED_VNET,
+            "storageId": "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg1/providers/Microsoft.Storage/storageAccounts/flowlogs1",
+            "enabled": true,
+            "format": {"type": "JSON", "version": 2},
+        },
+    })
 }
 
 /// The NSG named `nsg` in an environment array.
