@@ -12,8 +12,6 @@ use std::path::Path;
 use std::time::Duration;
 use support::*;
 
-const VNET: &str = "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg1/providers/Microsoft.Network/virtualNetworks/vnet1";
-const WATCHER: &str = "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/NetworkWatcherRG/providers/Microsoft.Network/networkWatchers/NetworkWatcher_westeurope";
 const NIC: &str = "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg1/providers/Microsoft.Network/networkInterfaces/vm2-nic";
 
 /// Seconds between `C` tuples and between appends, short so that tests take seconds.
@@ -82,28 +80,16 @@ fn enforce_logs_the_flows_it_filters() {
     let mut env = load("seed-vms-http.json");
     // A flow log of the whole VNet, and one of vm2's NIC that keeps only TCP's begin and end.
     for (name, target, extra) in [
-        ("vnet1-log", VNET, json!({})),
+        ("vnet1-log", SEED_VNET, json!({})),
         (
             "vm2-tcp-log",
             NIC,
             json!({"enabledFilteringCriteria": "Protocol=TCP", "recordTypes": "B,E"}),
         ),
     ] {
-        let mut properties = json!({
-            "targetResourceId": target,
-            "storageId": storage_id("flowlogs1"),
-            "enabled": true,
-            "format": {"type": "JSON", "version": 2},
-        });
-        for (key, value) in extra.as_object().expect("object") {
-            properties[key] = value.clone();
-        }
-        env.as_array_mut().expect("documents").push(json!({
-            "id": format!("{WATCHER}/flowLogs/{name}"),
-            "type": "Microsoft.Network/networkWatchers/flowLogs",
-            "location": "westeurope",
-            "properties": properties,
-        }));
+        env.as_array_mut()
+            .expect("documents")
+            .push(flow_log_document(name, target, "flowlogs1", extra));
     }
     short_time_wait(&topology);
     let env_file = dir.path().join("env.json");
@@ -268,7 +254,7 @@ fn watch_logs_the_flows_of_the_servers_flow_logs() {
         (
             format!("{watcher}/flowLogs/served-log"),
             json!({"location": "westeurope", "properties": {
-                "targetResourceId": VNET,
+                "targetResourceId": SEED_VNET,
                 "storageId": storage_id("flowlogs1"),
             }}),
         ),
@@ -315,15 +301,14 @@ fn vnet_flow_logs_reach_the_storage_account_of_their_storage_id() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let logs = dir.path().join("logs");
     let mut env = load("seed-vms-http.json");
-    env.as_array_mut().expect("documents").push(json!({
-        "id": format!("{WATCHER}/flowLogs/stored-log"),
-        "type": "Microsoft.Network/networkWatchers/flowLogs",
-        "location": "westeurope",
-        "properties": {
-            "targetResourceId": VNET,
-            "storageId": storage_id(nsg_netlab::AZURITE_ACCOUNT),
-        },
-    }));
+    env.as_array_mut()
+        .expect("documents")
+        .push(flow_log_document(
+            "stored-log",
+            SEED_VNET,
+            nsg_netlab::AZURITE_ACCOUNT,
+            json!({}),
+        ));
     let env_file = dir.path().join("env.json");
     std::fs::write(&env_file, env.to_string()).expect("write environment");
     let endpoint = format!("http://127.0.0.1:{}/{{account}}", azurite.port());

@@ -725,20 +725,7 @@ fn the_flow_log_directory_holds_the_same_tuples_in_azures_blob_layout() {
     let capture = temp("layout.pcap");
     std::fs::write(&capture, write_pcap(&traffic(), Link::Ethernet)).unwrap();
     let flow_log = temp("flow-log.json");
-    std::fs::write(
-        &flow_log,
-        serde_json::json!({
-            "id": "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/NetworkWatcherRG/providers/Microsoft.Network/networkWatchers/NetworkWatcher_westeurope/flowLogs/vnet1-log",
-            "type": "Microsoft.Network/networkWatchers/flowLogs",
-            "location": "westeurope",
-            "properties": {
-                "targetResourceId": "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg1/providers/Microsoft.Network/virtualNetworks/vnet1",
-                "storageId": "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg1/providers/Microsoft.Storage/storageAccounts/logs1",
-            },
-        })
-        .to_string(),
-    )
-    .unwrap();
+    std::fs::write(&flow_log, support::seed_vnet_flow_log().to_string()).unwrap();
     let single = temp("layout.flowlogs.json");
     let dir = temp("layout-blobs");
     let out = Command::cargo_bin("opennsg")

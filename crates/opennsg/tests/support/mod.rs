@@ -244,20 +244,33 @@ pub fn load(name: &str) -> Value {
 /// The seed's VNet (vnet1).
 pub const SEED_VNET: &str = "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg1/providers/Microsoft.Network/virtualNetworks/vnet1";
 
-/// An enabled VNet flow log (Network Watcher's `flowLogs` resource) over the seed's VNet, for
-/// `enforce --flow-logs` to write version 4 blobs of.
-pub fn seed_vnet_flow_log() -> Value {
+/// The seed's Network Watcher, where its flow logs live.
+pub const SEED_WATCHER: &str = "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/NetworkWatcherRG/providers/Microsoft.Network/networkWatchers/NetworkWatcher_westeurope";
+
+/// An enabled flow log (Network Watcher's `flowLogs` resource) `name` of `target`, storing into
+/// storage account `account`, with `extra` properties (a filter, record types, …).
+pub fn flow_log_document(name: &str, target: &str, account: &str, extra: Value) -> Value {
+    let mut properties = serde_json::json!({
+        "targetResourceId": target,
+        "storageId": format!("/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg1/providers/Microsoft.Storage/storageAccounts/{account}"),
+        "enabled": true,
+        "format": {"type": "JSON", "version": 2},
+    });
+    for (key, value) in extra.as_object().into_iter().flatten() {
+        properties[key] = value.clone();
+    }
     serde_json::json!({
-        "id": "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/NetworkWatcherRG/providers/Microsoft.Network/networkWatchers/NetworkWatcher_westeurope/flowLogs/vnet1-log",
+        "id": format!("{SEED_WATCHER}/flowLogs/{name}"),
         "type": "Microsoft.Network/networkWatchers/flowLogs",
         "location": "westeurope",
-        "properties": {
-            "targetResourceId": SEED_VNET,
-            "storageId": "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg1/providers/Microsoft.Storage/storageAccounts/flowlogs1",
-            "enabled": true,
-            "format": {"type": "JSON", "version": 2},
-        },
+        "properties": properties,
     })
+}
+
+/// An enabled VNet flow log over the seed's VNet, for `enforce --flow-logs` to write version 4
+/// blobs of.
+pub fn seed_vnet_flow_log() -> Value {
+    flow_log_document("vnet1-log", SEED_VNET, "flowlogs1", serde_json::json!({}))
 }
 
 /// The NSG named `nsg` in an environment array.
