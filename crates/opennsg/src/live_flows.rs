@@ -10,7 +10,11 @@
 //! * a periodic dump: a `C` tuple for each connection reported at least `report_every` ago, with
 //!   the packets and bytes since its previous tuple;
 //! * a destroyed connection: an `E` tuple with the rest of its counters;
-//! * a denied packet: a `D` tuple at the NIC the rule guards, once per flow and minute.
+//! * a denied packet: a `D` tuple at the NIC the rule guards, once per flow and minute; and
+//!   when a bound sender's outbound stage had allowed it (the packet's mark says which rule),
+//!   the sender's side as well: `B` at its first packet, `E` with its packets once it has been
+//!   quiet for `report_every` — conntrack never confirms such a connection, so no conntrack
+//!   event tells of it.
 //!
 //! Counters are conntrack's (`nf_conntrack_acct`): packets and bytes of whole IP packets, "sent"
 //! being the initiator's direction and "received" the reply direction.
@@ -76,6 +80,22 @@ struct Reported {
 /// A denied flow within the current minute, for logging it once.
 type DeniedFlow = (u16, IpAddr, IpAddr, u8, u16, u16);
 
+/// (source, destination, protocol, source port, destination port).
+type Flow = (IpAddr, IpAddr, u8, u16, u16);
+
+/// The most flows allowed out of a bound sender but denied in at a bound receiver that are
+/// followed at once; beyond it the quietest is ended early.
+pub const UNANSWERED_MAX: usize = 65_536;
+
+/// The sender's side of a flow its receiver denied.
+#[derive(Clone, Copy, Debug)]
+struct Unanswered {
+    rule: u16,
+    packets: u64,
+    bytes: u64,
+    last: Time,
+}
+
 /// The state between the kernel's events and flow log events.
 #[derive(Debug, Default)]
 pub struct LiveFlows {
@@ -86,6 +106,8 @@ pub struct LiveFlows {
     connections: HashMap<u32, Reported>,
     denied_minute: u64,
     denied: HashSet<DeniedFlow>,
+    /// Flows allowed out of a bound sender and denied in at a bound receiver.
+    unanswered: HashMap<Flow, Unanswered>,
 }
 
 impl LiveFlows {
@@ -104,9 +126,9 @@ impl LiveFlows {
         self.nsg_guids = nsg_guids;
     }
 
-    /// Connections being followed (memory is proportional to this).
+    /// Connections being followed (memory is proportional to this), unanswered flows included.
     pub fn tracked(&self) -> usize {
-        self.connections.len()
+        self.connections.len() + self.unanswered.len()
     }
 
     fn nic_of(&self, address: IpAddr) -> Option<&LoggedNic> {
@@ -184,6 +206,13 @@ impl LiveFlows {
                 },
             );
         }
+        self.end_unanswered(
+            rules,
+            now,
+            |u| now.secs_since(u.last) >= report_every_secs,
+            usize::MAX,
+            out,
+        );
         self.connections.retain(|id, reported| {
             if alive.contains(id) {
                 reported.missing = false;
@@ -211,6 +240,10 @@ impl LiveFlows {
         };
         let tuple = &packet.packet;
         let (src_port, dst_port) = ports(tuple.transport);
+        let flow = (tuple.src, tuple.dst, tuple.protocol, src_port, dst_port);
+        if rule.direction == Direction::Inbound {
+            self.sent_but_denied(packet, flow, rules, now, out);
+        }
         let minute = now.secs() / 60;
         if minute != self.denied_minute {
             self.denied_minute = minute;
@@ -227,14 +260,86 @@ impl LiveFlows {
         let Some(nic) = self.nic_of(local) else {
             return;
         };
-        out.push(self.event(
-            rule,
-            nic,
-            (tuple.src, tuple.dst, tuple.protocol, src_port, dst_port),
-            now,
-            FlowState::Begin,
-            None,
-        ));
+        out.push(self.event(rule, nic, flow, now, FlowState::Begin, None));
+    }
+
+    /// The sender's side of a packet an inbound rule denied, if the packet's mark names the
+    /// outbound rule of a bound sender that allowed it: `B` at the flow's first packet.
+    fn sent_but_denied(
+        &mut self,
+        packet: &NflogPacket,
+        flow: Flow,
+        rules: &RuleIds,
+        now: Time,
+        out: &mut Vec<FlowLogEvent>,
+    ) {
+        let (Some(id), _) = mark_ids(packet.mark) else {
+            return;
+        };
+        let Some(rule) = rules
+            .rule(id)
+            .filter(|r| r.direction == Direction::Outbound && r.access == Access::Allow)
+        else {
+            return;
+        };
+        if self.nic_of(flow.0).is_none() {
+            return;
+        }
+        let bytes = u64::from(packet.length);
+        if let Some(known) = self.unanswered.get_mut(&flow) {
+            known.packets += 1;
+            known.bytes += bytes;
+            known.last = now;
+            return;
+        }
+        if let Some(nic) = self.nic_of(flow.0) {
+            out.push(self.event(rule, nic, flow, now, FlowState::Begin, None));
+        }
+        if self.unanswered.len() >= UNANSWERED_MAX {
+            self.end_unanswered(rules, now, |_| true, 1, out);
+        }
+        self.unanswered.insert(
+            flow,
+            Unanswered {
+                rule: id,
+                packets: 1,
+                bytes,
+                last: now,
+            },
+        );
+    }
+
+    /// Ends (with `E` and the packets the sender sent) up to `limit` of the unanswered flows
+    /// `ended` selects, quietest first.
+    fn end_unanswered(
+        &mut self,
+        rules: &RuleIds,
+        now: Time,
+        ended: impl Fn(&Unanswered) -> bool,
+        limit: usize,
+        out: &mut Vec<FlowLogEvent>,
+    ) {
+        let mut selected: Vec<(Flow, Unanswered)> = self
+            .unanswered
+            .iter()
+            .filter(|(_, u)| ended(u))
+            .map(|(flow, u)| (*flow, *u))
+            .collect();
+        selected.sort_by_key(|(_, u)| u.last);
+        selected.truncate(limit);
+        for (flow, unanswered) in selected {
+            self.unanswered.remove(&flow);
+            let (Some(rule), Some(nic)) = (rules.rule(unanswered.rule), self.nic_of(flow.0)) else {
+                continue;
+            };
+            let counters = FlowCounters {
+                packets_sent: unanswered.packets,
+                bytes_sent: unanswered.bytes,
+                packets_received: 0,
+                bytes_received: 0,
+            };
+            out.push(self.event(rule, nic, flow, now, FlowState::End, Some(counters)));
+        }
     }
 
     /// The tuples of one connection at its logged NICs.
@@ -613,6 +718,54 @@ mod tests {
                 ('E', Some([2, 104, 1, 52])),
             ]
         );
+    }
+
+    /// The kernel drops a packet a bound receiver denies before conntrack confirms its
+    /// connection, so the sender's side (its NSG allowed the flow out) comes from the logged
+    /// packet's mark: `B` at the first packet, `E` with all it sent once it is quiet.
+    #[test]
+    fn a_flow_a_bound_receiver_denies_is_logged_at_its_sender_too() {
+        let (mut flows, ids, [allow_out, _, deny_in, _]) = setup();
+        let packet = NflogPacket {
+            prefix: format!("opennsg {deny_in} "),
+            group: 7433,
+            hw_protocol: 0x0800,
+            indev: None,
+            outdev: None,
+            timestamp: None,
+            mark: u32::from(allow_out),
+            packet: Tuple {
+                src: "10.0.1.4".parse().expect("test ip"),
+                dst: "10.0.1.5".parse().expect("test ip"),
+                protocol: 6,
+                transport: Transport::Ports {
+                    src: 4000,
+                    dst: 8080,
+                },
+            },
+            length: 60,
+            sequence: None,
+        };
+        let mut events = Vec::new();
+        let t0 = Time::from_secs(1_000_000);
+        // A SYN and two retransmissions.
+        for at in [0, 1, 3] {
+            flows.on_denied(&packet, &ids, t0.plus_secs(at), &mut events);
+        }
+        assert_eq!(flows.tracked(), 1);
+        flows.on_dump(&[], &ids, t0.plus_secs(4), 5, &mut events);
+        flows.on_dump(&[], &ids, t0.plus_secs(9), 5, &mut events);
+        let vm1 = "00-0D-3A-00-00-01".to_string();
+        let vm2 = "00-0D-3A-00-00-02".to_string();
+        assert_eq!(
+            summary(&events),
+            vec![
+                ('B', 'O', "allow-out".into(), vm1.clone(), None),
+                ('D', 'I', "deny-in".into(), vm2, None),
+                ('E', 'O', "allow-out".into(), vm1, Some([3, 180, 0, 0])),
+            ]
+        );
+        assert_eq!(flows.tracked(), 0);
     }
 
     #[test]

@@ -11,10 +11,12 @@
 //! * A deny rule jumps to a chain of its number, shared by every NIC the rule applies at, that
 //!   logs the packet to an nflog group with prefix `opennsg <number> ` and drops it; a `limit`
 //!   before it drops without logging beyond a rate per rule, so a flood cannot flood the host.
+//!   The logged packet carries the connection's mark (`meta mark set ct mark`), which names
+//!   the rule of a bound sender's outbound stage that allowed it before a receiver denied it.
 
 use super::statements::rule;
 use crate::ruleset::{ChainSpec, Table};
-use nftables::expr::{BinaryOperation, Expression, NamedExpression, CT};
+use nftables::expr::{BinaryOperation, Expression, Meta, MetaKey, NamedExpression, CT};
 use nftables::stmt::{JumpTarget, Limit, Log, Mangle, Statement};
 use nsg_model::rule::{Access, Direction, RuleKind};
 use nsg_model::ResourceId;
@@ -141,6 +143,17 @@ pub(super) fn deny_chain(id: u16, logging: &FlowLogging) -> ChainSpec {
         burst_unit: None,
         inv: Some(true),
     });
+    // The packet carries the connection's mark into the log: an outbound stage of a bound
+    // sender may have allowed it before this (inbound) rule denied it, and conntrack will never
+    // confirm the connection to say so. The packet is dropped right after.
+    let mark_to_packet = Statement::Mangle(Mangle {
+        key: Expression::Named(NamedExpression::Meta(Meta { key: MetaKey::Mark })),
+        value: Expression::Named(NamedExpression::CT(CT {
+            key: "mark".into(),
+            family: None,
+            dir: None,
+        })),
+    });
     let log = Statement::Log(Some(Log {
         prefix: Some(format!("{LOG_PREFIX}{id} ").into()),
         group: Some(u32::from(logging.group)),
@@ -158,7 +171,7 @@ pub(super) fn deny_chain(id: u16, logging: &FlowLogging) -> ChainSpec {
                 "flow log: over the rate, not logged".to_string(),
             ),
             rule(
-                vec![log],
+                vec![mark_to_packet, log],
                 Statement::Drop(None),
                 "flow log: denied".to_string(),
             ),
