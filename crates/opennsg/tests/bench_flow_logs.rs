@@ -1,0 +1,77 @@
+//! `opennsg bench --workload flow-logs --quick` (root): the workload runs in namespaces of its
+//! own, prints each figure it claims, and leaves no namespace behind. How fast is not checked.
+
+use assert_cmd::Command;
+
+/// The namespaces `ip netns` lists.
+fn namespaces() -> Vec<String> {
+    let output = std::process::Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .expect("ip netns list (the test needs iproute2)");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| line.split_whitespace().next().map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn the_flow_logs_workload_prints_its_figures_and_cleans_up() {
+    let output = Command::cargo_bin("opennsg")
+        .expect("the opennsg binary")
+        .args(["bench", "--workload", "flow-logs", "--quick"])
+        .output()
+        .expect("opennsg runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let line = |prefix: &str| -> String {
+        stdout
+            .lines()
+            .find(|line| line.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no line {prefix:?} in:\n{stdout}"))
+            .to_string()
+    };
+    assert!(line("flow-logs workload:").contains("flow logging: "));
+    let memory = line("flow-logs (3) memory:");
+    assert_eq!(
+        memory.matches(" bytes per connection").count(),
+        2,
+        "LiveFlows and the naive baseline: {memory}"
+    );
+    let throughput = line("flow-logs (4) in process");
+    for figure in ["NSG v2 only", "NSG v2 and VNet v4", "naive baseline"] {
+        assert!(throughput.contains(figure), "{throughput}");
+    }
+    assert!(throughput.contains(" M events/s"), "{throughput}");
+    // Both consumers measured at both rates of a quick run, then a burst.
+    for consumer in [
+        "flow-logs (1) baseline",
+        "flow-logs (1) enforce --flow-logs",
+    ] {
+        let rates = line(consumer);
+        for figure in [
+            " flows/s (",
+            "5000/s",
+            "10000/s",
+            "% lost",
+            "a burst of 5000 flows",
+        ] {
+            assert!(rates.contains(figure), "{figure:?} in {rates}");
+        }
+    }
+    let logged = line("flow-logs (1) enforce --flow-logs");
+    assert!(logged.contains("tuples written "), "{logged}");
+    let cpu = line("flow-logs (2) CPU at 10000 flows/s");
+    for figure in ["flow logger ", "with flow logging", "without"] {
+        assert!(cpu.contains(figure), "{figure:?} in {cpu}");
+    }
+    let left: Vec<String> = namespaces()
+        .into_iter()
+        .filter(|name| name.starts_with("opennsg-bench-"))
+        .collect();
+    assert!(left.is_empty(), "namespaces left behind: {left:?}");
+}
