@@ -1,11 +1,11 @@
 //! `opennsg bench --workload flow-logs --quick` (root): the workload runs in namespaces of its
 //! own, prints each figure it claims, and leaves no namespace behind. How fast is not checked.
 
-use assert_cmd::Command;
+use std::process::{Command, Stdio};
 
 /// The namespaces `ip netns` lists.
 fn namespaces() -> Vec<String> {
-    let output = std::process::Command::new("ip")
+    let output = Command::new("ip")
         .args(["netns", "list"])
         .output()
         .expect("ip netns list (the test needs iproute2)");
@@ -17,11 +17,15 @@ fn namespaces() -> Vec<String> {
 
 #[test]
 fn the_flow_logs_workload_prints_its_figures_and_cleans_up() {
-    let output = Command::cargo_bin("opennsg")
-        .expect("the opennsg binary")
+    let child = Command::new(env!("CARGO_BIN_EXE_opennsg"))
         .args(["bench", "--workload", "flow-logs", "--quick"])
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("opennsg runs");
+    // The benchmark's namespaces are named after its process.
+    let ours = format!("opennsg-bench-{}-", child.id());
+    let output = child.wait_with_output().expect("opennsg ends");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
@@ -43,23 +47,22 @@ fn the_flow_logs_workload_prints_its_figures_and_cleans_up() {
         "LiveFlows and the naive baseline: {memory}"
     );
     let throughput = line("flow-logs (4) in process");
-    for figure in ["NSG v2 only", "NSG v2 and VNet v4", "naive baseline"] {
-        assert!(throughput.contains(figure), "{throughput}");
+    for figure in [
+        "NSG v2 only",
+        "NSG v2 and VNet v4",
+        "naive baseline",
+        " M events/s",
+    ] {
+        assert!(throughput.contains(figure), "{figure:?} in {throughput}");
     }
-    assert!(throughput.contains(" M events/s"), "{throughput}");
-    // Both consumers measured at both rates of a quick run, then a burst.
+    // Both consumers measured from the first rate on (how far they get depends on the
+    // machine), then a burst.
     for consumer in [
         "flow-logs (1) baseline",
         "flow-logs (1) enforce --flow-logs",
     ] {
         let rates = line(consumer);
-        for figure in [
-            " flows/s (",
-            "5000/s",
-            "10000/s",
-            "% lost",
-            "a burst of 5000 flows",
-        ] {
+        for figure in [" flows/s (", "5000/s", "% lost", "a burst of 5000 flows"] {
             assert!(rates.contains(figure), "{figure:?} in {rates}");
         }
     }
@@ -71,7 +74,7 @@ fn the_flow_logs_workload_prints_its_figures_and_cleans_up() {
     }
     let left: Vec<String> = namespaces()
         .into_iter()
-        .filter(|name| name.starts_with("opennsg-bench-"))
+        .filter(|name| name.starts_with(&ours))
         .collect();
     assert!(left.is_empty(), "namespaces left behind: {left:?}");
 }
