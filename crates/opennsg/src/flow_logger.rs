@@ -509,13 +509,13 @@ pub fn write_directory(dir: &Path, events: &[FlowLogEvent], policy: &LoggedPolic
 }
 
 /// The blob stores of the storage accounts flow logs name, made when first needed.
-struct Accounts {
+pub struct Accounts {
     storage: Option<BlobStorage>,
     stores: HashMap<String, BlobStore>,
 }
 
 impl Accounts {
-    fn new(storage: Option<BlobStorage>) -> Accounts {
+    pub fn new(storage: Option<BlobStorage>) -> Accounts {
         Accounts {
             storage,
             stores: HashMap::new(),
@@ -541,9 +541,11 @@ impl Accounts {
     }
 }
 
-/// Appends events to their blobs; returns the tuples written (to the directory).
-fn write_events(
-    store: &mut DirectoryStore,
+/// Appends events to their blobs (VNet flow logs also to their storage accounts, when
+/// `accounts` has storage); returns the tuples written to `store`. Public for `opennsg bench`,
+/// which measures it with a store in memory.
+pub fn write_events(
+    store: &mut impl FlowLogStore,
     accounts: &mut Accounts,
     events: &[FlowLogEvent],
     policy: &LoggedPolicy,

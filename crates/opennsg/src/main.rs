@@ -109,6 +109,9 @@ enum Command {
         classbench: Vec<PathBuf>,
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// One short window per figure (flow-logs): a smoke test, the figures rough.
+        #[arg(long)]
+        quick: bool,
     },
 }
 
@@ -220,12 +223,14 @@ fn run(cli: Cli) -> Result<u8> {
             service_tags,
             classbench,
             seed,
+            quick,
         } => {
             opennsg::bench::run(&opennsg::bench::Options {
                 workload,
                 service_tags,
                 classbench,
                 seed,
+                quick,
             })?;
             Ok(0)
         }

@@ -2,6 +2,7 @@
 //! (so the host's ruleset is never touched), next to a naive rendering with one nft rule per
 //! prefix instead of named sets.
 
+use super::namespace::Namespace;
 use super::{median, ms};
 use crate::inputs;
 use crate::workload;
@@ -12,31 +13,7 @@ use nsg_model::rule::{Direction, Ports};
 use nsg_nft::ruleset::{set_elements, ChainSpec, Ruleset};
 use nsg_nft::{plan, render, BoundNic, Kernel};
 use nsg_policy::Settings;
-use std::process::Command;
 use std::time::{Duration, Instant};
-
-/// A network namespace that exists while this value does.
-struct Namespace(String);
-
-impl Namespace {
-    fn create() -> Result<Namespace> {
-        let name = format!("opennsg-bench-{}", std::process::id());
-        let status = Command::new("ip")
-            .args(["netns", "add", &name])
-            .status()
-            .context("running ip netns add (the nft benchmark needs root and iproute2)")?;
-        if !status.success() {
-            bail!("ip netns add {name} failed (the nft benchmark needs root)");
-        }
-        Ok(Namespace(name))
-    }
-}
-
-impl Drop for Namespace {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
 
 /// Most rules the naive rendering is applied with; beyond this nft needs minutes and gigabytes.
 const NAIVE_RULE_BUDGET: usize = 50_000;
@@ -70,8 +47,8 @@ pub fn run(options: &super::Options) -> Result<()> {
         ruleset.set_element_count(),
         ms(render_time)
     );
-    let namespace = Namespace::create()?;
-    let kernel = Kernel::in_namespace(&namespace.0);
+    let namespace = Namespace::create("nft")?;
+    let kernel = Kernel::in_namespace(namespace.name());
 
     let full = plan::full(ruleset, false);
     let full_times = repeat(7, || kernel.apply(&full))?;
