@@ -40,6 +40,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub const FLOW_LOG_TYPE: &str = "Microsoft.Network/networkWatchers/flowLogs";
 /// Bytes of each denied packet copied to userspace: enough for IPv6 and TCP headers.
 const NFLOG_COPY: u16 = 128;
+/// The conntrack event socket's receive buffer: the kernel doubles it and queues about 1,280
+/// bytes per event, so a burst of some 100,000 ended connections (a flush, a restart of a busy
+/// guest) waits for the reader instead of being lost. Only what is queued is used.
+const CONNTRACK_EVENT_BUFFER: usize = 64 << 20;
 /// How long a reader waits for the kernel before looking whether to stop.
 const READ_TIMEOUT: Duration = Duration::from_millis(500);
 
@@ -322,7 +326,8 @@ impl FlowLogger {
         // Before the first apply connection tracking may not be loaded yet (its sysctls do
         // not exist): `update` tries again after each rendering.
         let accounting = nsg_netfilter::enable_accounting().is_ok();
-        let mut events = ConntrackEvents::subscribe().context("flow logs: conntrack events")?;
+        let mut events = ConntrackEvents::subscribe_with_buffer(CONNTRACK_EVENT_BUFFER)
+            .context("flow logs: conntrack events")?;
         let mut nflog = Nflog::bind(settings.logging.group, NFLOG_COPY)
             .with_context(|| format!("flow logs: nflog group {}", settings.logging.group))?;
         std::fs::create_dir_all(&settings.dir)
