@@ -1,6 +1,9 @@
 //! What the strict format checkers share: an error list with JSON paths, and typed access to
 //! objects with an exact set of keys.
 
+use super::names::is_uuid;
+use super::parse_record_time;
+use nsg_model::ResourceId;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -96,6 +99,76 @@ impl Checker {
                 None => self.error(&p, format!("expected a string, found {}", kind_of(tuple))),
             }
         }
+    }
+
+    /// `map["time"]` as a record time (`example` shows the form in the error).
+    pub(super) fn record_time(
+        &mut self,
+        path: &str,
+        map: &Map<String, Value>,
+        example: &str,
+    ) -> Option<RecordTime> {
+        let text = self.string(path, map, "time")?;
+        let parsed = parse_record_time(text);
+        if parsed.is_none() {
+            self.error(
+                &format!("{path}.time"),
+                format!("\"{text}\" is not a UTC time like {example}"),
+            );
+        }
+        parsed
+    }
+
+    /// `map[key]`, reported unless it is a UUID.
+    pub(super) fn uuid(&mut self, path: &str, map: &Map<String, Value>, key: &str) {
+        if let Some(id) = self.string(path, map, key) {
+            if !is_uuid(id) {
+                self.error(&format!("{path}.{key}"), format!("\"{id}\" is not a UUID"));
+            }
+        }
+    }
+
+    /// Each `(key, value)` of `expected` holds exactly that string.
+    pub(super) fn constants(
+        &mut self,
+        path: &str,
+        map: &Map<String, Value>,
+        expected: &[(&str, &str)],
+    ) {
+        for &(key, expected) in expected {
+            if let Some(found) = self.string(path, map, key) {
+                if found != expected {
+                    self.error(
+                        &format!("{path}.{key}"),
+                        format!("expected \"{expected}\", found \"{found}\""),
+                    );
+                }
+            }
+        }
+    }
+
+    /// `map[key]` if it is an upper-case resource id of the kind `is_kind` accepts (`kind`
+    /// names it in the error); each fault is reported.
+    pub(super) fn upper_case_id<'a>(
+        &mut self,
+        path: &str,
+        map: &'a Map<String, Value>,
+        key: &str,
+        is_kind: impl Fn(&ResourceId) -> bool,
+        kind: &str,
+    ) -> Option<&'a str> {
+        let id = self.string(path, map, key)?;
+        let at = format!("{path}.{key}");
+        let mut ok = true;
+        if id.to_uppercase() != id {
+            self.error(&at, format!("\"{id}\" is not upper case"));
+            ok = false;
+        }
+        if !ResourceId::parse(id).is_ok_and(|parsed| is_kind(&parsed)) {
+            self.error(&at, format!("\"{id}\" is not {kind}"));
+            ok = false;
+        }
+        ok.then_some(id)
     }
 
     /// Whether `mac` is written as flow logs write MACs (12 upper-case hex digits); reported if not.

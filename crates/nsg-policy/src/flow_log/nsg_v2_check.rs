@@ -1,11 +1,9 @@
 //! The strict checker of NSG flow logs version 2.
 
 use super::check::{canonical_u64, check_records, Checker, RecordTime, TupleFields};
-use super::names::is_uuid;
 use super::nsg_v2::{CATEGORY, OPERATION_NAME, V2_TUPLE_FIELDS, VERSION};
-use super::{parse_record_time, FlowState};
+use super::FlowState;
 use nsg_model::id::types;
-use nsg_model::ResourceId;
 use serde_json::Value;
 
 /// Checks that `v` is a version 2 flow log file, strictly: `{"records":[…]}` and nothing else;
@@ -41,50 +39,20 @@ fn check_record<'a>(c: &mut Checker, path: &str, v: &'a Value) -> Option<(&'a st
         ],
         &["macAddress"],
     )?;
-    let time = c.string(path, map, "time").and_then(|t| {
-        let parsed = parse_record_time(t);
-        if parsed.is_none() {
-            c.error(
-                &format!("{path}.time"),
-                format!("\"{t}\" is not a UTC time like 2018-11-13T12:00:35.3899262Z"),
-            );
-        }
-        parsed
-    });
-    if let Some(id) = c.string(path, map, "systemId") {
-        if !is_uuid(id) {
-            c.error(
-                &format!("{path}.systemId"),
-                format!("\"{id}\" is not a UUID"),
-            );
-        }
-    }
-    for (key, expected) in [("category", CATEGORY), ("operationName", OPERATION_NAME)] {
-        if let Some(s) = c.string(path, map, key) {
-            if s != expected {
-                c.error(
-                    &format!("{path}.{key}"),
-                    format!("expected \"{expected}\", found \"{s}\""),
-                );
-            }
-        }
-    }
-    let resource_id = c.string(path, map, "resourceId").and_then(|id| {
-        let p = format!("{path}.resourceId");
-        let mut ok = true;
-        if id.to_uppercase() != id {
-            c.error(&p, format!("\"{id}\" is not upper case"));
-            ok = false;
-        }
-        match ResourceId::parse(id) {
-            Ok(parsed) if parsed.is_type(types::NETWORK_SECURITY_GROUP) => {}
-            _ => {
-                c.error(&p, format!("\"{id}\" is not a network security group id"));
-                ok = false;
-            }
-        }
-        ok.then_some(id)
-    });
+    let time = c.record_time(path, map, "2018-11-13T12:00:35.3899262Z");
+    c.uuid(path, map, "systemId");
+    c.constants(
+        path,
+        map,
+        &[("category", CATEGORY), ("operationName", OPERATION_NAME)],
+    );
+    let resource_id = c.upper_case_id(
+        path,
+        map,
+        "resourceId",
+        |id| id.is_type(types::NETWORK_SECURITY_GROUP),
+        "a network security group id",
+    );
     if let Some(properties) = map.get("properties") {
         check_properties(c, &format!("{path}.properties"), properties);
     }

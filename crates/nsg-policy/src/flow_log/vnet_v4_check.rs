@@ -2,7 +2,6 @@
 
 use super::check::{canonical_u64, check_records, Checker, RecordTime, TupleFields};
 use super::names::is_uuid;
-use super::parse_record_time;
 use super::vnet_v4::{CATEGORY, ENCRYPTION_VALUES, OPERATION_NAME, V4_TUPLE_FIELDS, VERSION};
 use nsg_model::id::types;
 use nsg_model::ResourceId;
@@ -54,16 +53,7 @@ fn check_record<'a>(
             "flowRecords",
         ],
     )?;
-    let time = c.string(path, map, "time").and_then(|t| {
-        let parsed = parse_record_time(t);
-        if parsed.is_none() {
-            c.error(
-                &format!("{path}.time"),
-                format!("\"{t}\" is not a UTC time like 2022-09-14T09:00:52.5625085Z"),
-            );
-        }
-        parsed
-    });
+    let time = c.record_time(path, map, "2022-09-14T09:00:52.5625085Z");
     if let Some(version) = map.get("flowLogVersion") {
         if !(version.is_u64() && version.as_u64() == Some(VERSION)) {
             c.error(
@@ -72,40 +62,22 @@ fn check_record<'a>(
             );
         }
     }
-    if let Some(guid) = c.string(path, map, "flowLogGUID") {
-        if !is_uuid(guid) {
-            c.error(
-                &format!("{path}.flowLogGUID"),
-                format!("\"{guid}\" is not a UUID"),
-            );
-        }
-    }
+    c.uuid(path, map, "flowLogGUID");
     let mac = c
         .string(path, map, "macAddress")
         .filter(|mac| c.mac(&format!("{path}.macAddress"), mac));
-    for (key, expected) in [("category", CATEGORY), ("operationName", OPERATION_NAME)] {
-        if let Some(s) = c.string(path, map, key) {
-            if s != expected {
-                c.error(
-                    &format!("{path}.{key}"),
-                    format!("expected \"{expected}\", found \"{s}\""),
-                );
-            }
-        }
-    }
-    let flow_log = c.string(path, map, "flowLogResourceID").and_then(|id| {
-        let p = format!("{path}.flowLogResourceID");
-        let mut ok = true;
-        if id.to_uppercase() != id {
-            c.error(&p, format!("\"{id}\" is not upper case"));
-            ok = false;
-        }
-        if !ResourceId::parse(id).is_ok_and(|parsed| parsed.is_type(FLOW_LOG_TYPE)) {
-            c.error(&p, format!("\"{id}\" is not a flow log id"));
-            ok = false;
-        }
-        ok.then_some(id)
-    });
+    c.constants(
+        path,
+        map,
+        &[("category", CATEGORY), ("operationName", OPERATION_NAME)],
+    );
+    let flow_log = c.upper_case_id(
+        path,
+        map,
+        "flowLogResourceID",
+        |id| id.is_type(FLOW_LOG_TYPE),
+        "a flow log id",
+    );
     if let Some(id) = c.string(path, map, "targetResourceID") {
         let target_types = [
             types::VIRTUAL_NETWORK,
