@@ -11,6 +11,7 @@
 //!   resource whose target (VNet, subnet or NIC) covers the NIC, with its retention.
 
 use crate::live_flows::{LiveFlows, LoggedNic};
+use crate::owners::AddressOwners;
 use anyhow::{Context, Result};
 use nsg_flow_store::{
     BlobName, BlobPrefix, BlobStore, Credential, DirectoryStore, FlowLogStore, HourStamp,
@@ -19,7 +20,7 @@ use nsg_model::flow_log_filter::{
     Encryption, FilterTuple, FlowLogFilter, FlowState as FilterState, RecordTypes,
 };
 use nsg_model::id::types;
-use nsg_model::rule::Access;
+use nsg_model::rule::{Access, Direction};
 use nsg_model::ResourceId;
 use nsg_netfilter::{ConntrackEvent, ConntrackEvents, Nflog, NflogPacket};
 use nsg_nft::render::flow_logging::{FlowLogging, RuleIds};
@@ -564,22 +565,25 @@ pub fn write_events(
         nsg.push(event.clone());
     }
     let mut written = append_all(store, nsg_blobs(nsg.finish()), failures);
+    if policy.flow_logs.is_empty() {
+        return written;
+    }
+    // The NIC each event was logged at: the local end of its direction.
+    let owners = AddressOwners::new(policy.nics.iter().map(|nic| nic.addresses.as_slice()));
+    let logged_at: Vec<Option<usize>> = events
+        .iter()
+        .map(|event| {
+            owners.of(match event.direction {
+                Direction::Inbound => event.dst,
+                Direction::Outbound => event.src,
+            })
+        })
+        .collect();
     for flow_log in &policy.flow_logs {
-        let covered: Vec<&LoggedNic> = policy
-            .nics
-            .iter()
-            .filter(|nic| flow_log.covers(nic))
-            .collect();
+        let covered: Vec<bool> = policy.nics.iter().map(|nic| flow_log.covers(nic)).collect();
         let mut vnet = VnetFlowLogBuilder::new(flow_log.identity.clone());
-        for event in events {
-            let local = match event.direction {
-                nsg_model::rule::Direction::Inbound => event.dst,
-                nsg_model::rule::Direction::Outbound => event.src,
-            };
-            let at_covered_nic = covered
-                .iter()
-                .any(|nic| nic.addresses.iter().any(|net| net.contains(&local)));
-            if at_covered_nic && flow_log.keeps(event) {
+        for (event, nic) in events.iter().zip(&logged_at) {
+            if nic.is_some_and(|nic| covered[nic]) && flow_log.keeps(event) {
                 vnet.push(event);
             }
         }

@@ -9,7 +9,7 @@
 use anyhow::{Context, Result};
 use nsg_nft::hits::{Hits, RuleComment};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 /// One rule's history.
@@ -43,22 +43,23 @@ impl HitHistory {
     /// Takes a reading of the kernel's counters at `now`.
     pub fn observe(&mut self, now: u64, hits: &BTreeMap<RuleComment, Hits>) {
         self.since.get_or_insert(now);
+        let mut index: HashMap<(String, String), usize> = self
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(at, r)| ((r.network_security_group.clone(), r.rule.clone()), at))
+            .collect();
         for (comment, hits) in hits {
-            let at = self
-                .rules
-                .iter()
-                .position(|r| r.network_security_group == comment.nsg && r.rule == comment.rule);
-            let history = match at {
-                Some(at) => &mut self.rules[at],
-                None => {
-                    self.rules.push(RuleHistory {
-                        network_security_group: comment.nsg.clone(),
-                        rule: comment.rule.clone(),
-                        ..RuleHistory::default()
-                    });
-                    self.rules.last_mut().expect("just pushed")
-                }
-            };
+            let key = (comment.nsg.clone(), comment.rule.clone());
+            let at = *index.entry(key).or_insert_with(|| {
+                self.rules.push(RuleHistory {
+                    network_security_group: comment.nsg.clone(),
+                    rule: comment.rule.clone(),
+                    ..RuleHistory::default()
+                });
+                self.rules.len() - 1
+            });
+            let history = &mut self.rules[at];
             history.priority = comment.priority;
             history.access = comment.access.clone();
             let (packets, bytes) = if hits.packets >= history.counter.0 {

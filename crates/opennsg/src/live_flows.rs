@@ -19,6 +19,7 @@
 //! Counters are conntrack's (`nf_conntrack_acct`): packets and bytes of whole IP packets, "sent"
 //! being the initiator's direction and "received" the reply direction.
 
+use crate::owners::AddressOwners;
 use ipnet::IpNet;
 use nsg_model::model::NetworkInterface;
 use nsg_model::rule::{Access, Direction};
@@ -100,6 +101,8 @@ struct Unanswered {
 #[derive(Debug, Default)]
 pub struct LiveFlows {
     nics: Vec<LoggedNic>,
+    /// The NIC of each of their addresses.
+    owners: AddressOwners,
     /// NSG id → its `resourceGuid`, written as `systemId`/`aclID` when known.
     nsg_guids: HashMap<ResourceId, String>,
     /// Connections with at least one logged side, by conntrack id.
@@ -113,6 +116,7 @@ pub struct LiveFlows {
 impl LiveFlows {
     pub fn new(nics: Vec<LoggedNic>, nsg_guids: HashMap<ResourceId, String>) -> LiveFlows {
         LiveFlows {
+            owners: owners_of(&nics),
             nics,
             nsg_guids,
             ..LiveFlows::default()
@@ -122,6 +126,7 @@ impl LiveFlows {
     /// Replaces the bound NICs and NSG guids after a new rendering; connections keep their
     /// counters.
     pub fn set_nics(&mut self, nics: Vec<LoggedNic>, nsg_guids: HashMap<ResourceId, String>) {
+        self.owners = owners_of(&nics);
         self.nics = nics;
         self.nsg_guids = nsg_guids;
     }
@@ -132,9 +137,7 @@ impl LiveFlows {
     }
 
     fn nic_of(&self, address: IpAddr) -> Option<&LoggedNic> {
-        self.nics
-            .iter()
-            .find(|nic| nic.addresses.iter().any(|net| net.contains(&address)))
+        self.nics.get(self.owners.of(address)?)
     }
 
     /// A conntrack event: `B` for a new connection, `E` for a destroyed one.
@@ -406,6 +409,10 @@ impl LiveFlows {
             counters,
         }
     }
+}
+
+fn owners_of(nics: &[LoggedNic]) -> AddressOwners {
+    AddressOwners::new(nics.iter().map(|nic| nic.addresses.as_slice()))
 }
 
 /// Ports of a tuple; ICMP and other protocols have none (0, 0).

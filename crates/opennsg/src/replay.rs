@@ -9,8 +9,8 @@
 //! A capture of several interfaces (`tcpdump -i any` on a router) holds each forwarded packet
 //! twice, arriving and leaving: the copies are recognised ([`CopyFilter`]) and replayed once.
 
+use crate::owners::AddressOwners;
 use anyhow::Result;
-use ipnet::IpNet;
 use nsg_capture::{Capture, CopyFilter};
 use nsg_model::model::{Model, NetworkInterface};
 use nsg_model::rule::{Access, Direction};
@@ -130,7 +130,7 @@ pub fn replay(
             table: FlowTable::default(),
         });
     }
-    let owners = Owners::new(&nics);
+    let owners = AddressOwners::new(nics.iter().map(|n| n.policy.policy().addresses.as_slice()));
     let owner = |ip: IpAddr| owners.of(ip);
     let mut state = ReplayState::default();
     let mut events = Vec::new();
@@ -202,40 +202,6 @@ pub fn replay(
         flow_logs: builder.finish(),
         events,
     })
-}
-
-/// Which NIC owns an address: host addresses by hash, prefix allocations by scan.
-struct Owners {
-    hosts: HashMap<IpAddr, usize>,
-    prefixes: Vec<(IpNet, usize)>,
-}
-
-impl Owners {
-    fn new(nics: &[Nic]) -> Owners {
-        let mut owners = Owners {
-            hosts: HashMap::new(),
-            prefixes: Vec::new(),
-        };
-        for (i, nic) in nics.iter().enumerate() {
-            for net in &nic.policy.policy().addresses {
-                if net.prefix_len() == net.max_prefix_len() {
-                    owners.hosts.entry(net.addr()).or_insert(i);
-                } else {
-                    owners.prefixes.push((*net, i));
-                }
-            }
-        }
-        owners
-    }
-
-    fn of(&self, ip: IpAddr) -> Option<usize> {
-        self.hosts.get(&ip).copied().or_else(|| {
-            self.prefixes
-                .iter()
-                .find(|(net, _)| net.contains(&ip))
-                .map(|(_, i)| *i)
-        })
-    }
 }
 
 #[derive(Default)]
