@@ -14,21 +14,6 @@ use support::*;
 
 const NIC: &str = "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg1/providers/Microsoft.Network/networkInterfaces/vm2-nic";
 
-/// Seconds between `C` tuples and between appends, short so that tests take seconds.
-const SHORT_INTERVALS: [&str; 4] = ["--flow-log-interval", "2", "--flow-log-flush", "1"];
-
-/// Closed TCP connections are reported soon: they linger in conntrack's TIME_WAIT (120 s by
-/// default) before their end is reported.
-fn short_time_wait(topology: &Topology) {
-    topology
-        .router
-        .exec_checked(
-            "sysctl",
-            ["-w", "net.netfilter.nf_conntrack_tcp_timeout_time_wait=2"],
-        )
-        .expect("sysctl");
-}
-
 /// The `storageId` of storage account `account`.
 fn storage_id(account: &str) -> String {
     format!("/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg1/providers/Microsoft.Storage/storageAccounts/{account}")
@@ -91,24 +76,10 @@ fn enforce_logs_the_flows_it_filters() {
             .expect("documents")
             .push(flow_log_document(name, target, "flowlogs1", extra));
     }
-    short_time_wait(&topology);
+    topology.short_conntrack_timeouts();
     let env_file = dir.path().join("env.json");
     std::fs::write(&env_file, env.to_string()).expect("write environment");
-    let _enforcer = topology.spawn(
-        &[
-            "enforce",
-            env_file.to_str().expect("utf-8"),
-            "--bind",
-            "vm2-nic=vm2",
-            "--flow-logs",
-            logs.to_str().expect("utf-8"),
-            SHORT_INTERVALS[0],
-            SHORT_INTERVALS[1],
-            SHORT_INTERVALS[2],
-            SHORT_INTERVALS[3],
-        ],
-        &[],
-    );
+    let _enforcer = topology.enforce_with_flow_logs(&env_file, &logs, &["--bind", "vm2-nic=vm2"]);
     assert!(
         eventually(Duration::from_secs(20), || !topology.tcp("inet", "vm2", 22)),
         "the policy was enforced"
@@ -243,7 +214,7 @@ fn enforce_logs_the_flows_it_filters() {
 fn watch_logs_the_flows_of_the_servers_flow_logs() {
     const PORT: u16 = 18090;
     let topology = vm2_and_the_internet(Attachment::Routed);
-    short_time_wait(&topology);
+    topology.short_conntrack_timeouts();
     let dir = tempfile::tempdir().expect("temporary directory");
     let logs = dir.path().join("logs");
     let served = topology.serve(PORT);
@@ -268,10 +239,10 @@ fn watch_logs_the_flows_of_the_servers_flow_logs() {
             "vm2-nic=vm2",
             "--flow-logs",
             logs.to_str().expect("utf-8"),
-            SHORT_INTERVALS[0],
-            SHORT_INTERVALS[1],
-            SHORT_INTERVALS[2],
-            SHORT_INTERVALS[3],
+            "--flow-log-interval",
+            &FLOW_LOG_INTERVAL_SECS.to_string(),
+            "--flow-log-flush",
+            "1",
         ],
         &[],
     );
@@ -296,7 +267,7 @@ fn watch_logs_the_flows_of_the_servers_flow_logs() {
 #[test]
 fn vnet_flow_logs_reach_the_storage_account_of_their_storage_id() {
     let topology = vm2_and_the_internet(Attachment::Routed);
-    short_time_wait(&topology);
+    topology.short_conntrack_timeouts();
     let azurite = nsg_netlab::Azurite::start_in(Some(&topology.router));
     let dir = tempfile::tempdir().expect("temporary directory");
     let logs = dir.path().join("logs");
@@ -312,24 +283,17 @@ fn vnet_flow_logs_reach_the_storage_account_of_their_storage_id() {
     let env_file = dir.path().join("env.json");
     std::fs::write(&env_file, env.to_string()).expect("write environment");
     let endpoint = format!("http://127.0.0.1:{}/{{account}}", azurite.port());
-    let _enforcer = topology.spawn(
+    let _enforcer = topology.enforce_with_flow_logs(
+        &env_file,
+        &logs,
         &[
-            "enforce",
-            env_file.to_str().expect("utf-8"),
             "--bind",
             "vm2-nic=vm2",
-            "--flow-logs",
-            logs.to_str().expect("utf-8"),
             "--flow-log-storage",
             &endpoint,
             "--storage-key",
             nsg_netlab::AZURITE_ACCOUNT_KEY,
-            SHORT_INTERVALS[0],
-            SHORT_INTERVALS[1],
-            SHORT_INTERVALS[2],
-            SHORT_INTERVALS[3],
         ],
-        &[],
     );
     assert!(
         eventually(Duration::from_secs(20), || !topology.tcp("inet", "vm2", 22)),

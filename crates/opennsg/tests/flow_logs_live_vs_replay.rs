@@ -19,21 +19,6 @@ use std::time::{Duration, Instant};
 use support::tcpdump::Tcpdump;
 use support::*;
 
-/// Seconds between a live connection's `C` tuples: short, so the test's long connection has
-/// some.
-const REPORT_EVERY_SECS: u64 = 2;
-
-/// Conntrack's timeouts in the router namespace, lowered so that the kernel ends (and `enforce`
-/// logs the end of) the lab's flows within seconds: TCP's TIME_WAIT and CLOSE after a reset
-/// (120 s and 10 s by default), UDP without and with replies (30 s, 120 s), ICMP (30 s).
-const SHORT_CONNTRACK_TIMEOUTS: [&str; 5] = [
-    "net.netfilter.nf_conntrack_tcp_timeout_time_wait=2",
-    "net.netfilter.nf_conntrack_tcp_timeout_close=2",
-    "net.netfilter.nf_conntrack_udp_timeout=2",
-    "net.netfilter.nf_conntrack_udp_timeout_stream=2",
-    "net.netfilter.nf_conntrack_icmp_timeout=2",
-];
-
 /// The seed environment, written into `dir`: NSG2 also denies 8080 in from the VNet (so that a
 /// connection can be allowed out of VM2 and denied into VM1), and with `vnet_flow_log` a VNet
 /// flow log covers vnet1 (so that `enforce` also writes version 4, which alone can say ICMP).
@@ -56,33 +41,6 @@ fn environment(dir: &Path, vnet_flow_log: bool) -> PathBuf {
     let file = dir.join("env.json");
     std::fs::write(&file, env.to_string()).expect("write environment");
     file
-}
-
-/// `opennsg enforce ENV --flow-logs LOGS` in the router, `binds` given, short intervals; returns
-/// once the table is in force (looked at in the kernel, so no probe traffic is logged).
-fn enforce_with_flow_logs(topology: &Topology, env: &Path, logs: &Path, binds: &[&str]) -> Child {
-    let interval = REPORT_EVERY_SECS.to_string();
-    let mut args = vec![
-        "enforce",
-        env.to_str().expect("utf-8"),
-        "--flow-logs",
-        logs.to_str().expect("utf-8"),
-        "--flow-log-interval",
-        &interval,
-        "--flow-log-flush",
-        "1",
-    ];
-    args.extend_from_slice(binds);
-    let enforcer = topology.spawn(&args, &[]);
-    assert!(
-        eventually(Duration::from_secs(20), || nft_json(
-            &topology.router,
-            &["list", "table", "inet", "opennsg"]
-        )
-        .is_some()),
-        "the table was put in force"
-    );
-    enforcer
 }
 
 /// `nft -j ARGS` in `ns`, parsed; `None` if nft fails.
@@ -331,18 +289,13 @@ fn live_flow_logs_equal_replayed_ones_on(attachment: Attachment) {
     let dir = tempfile::tempdir().expect("temporary directory");
     let logs = dir.path().join("logs");
     let env = environment(dir.path(), true);
-    for timeout in SHORT_CONNTRACK_TIMEOUTS {
-        topology
-            .router
-            .exec_checked("sysctl", ["-w", timeout])
-            .expect("sysctl");
-    }
+    topology.short_conntrack_timeouts();
     let capture = Tcpdump::start(
         &topology.router,
         "LINUX_SLL2",
         dir.path().join("router.pcap"),
     );
-    let enforcer = enforce_with_flow_logs(&topology, &env, &logs, &["--bind-by-mac"]);
+    let enforcer = topology.enforce_with_flow_logs(&env, &logs, &["--bind-by-mac"]);
 
     // Allowed: TCP with data both ways from the internet to VM1 and between VM2 and VM1 (two
     // bound NICs, logged at both), kept open past a reporting interval; a DNS query out of VM2
@@ -355,7 +308,7 @@ fn live_flow_logs_equal_replayed_ones_on(attachment: Attachment) {
     assert!(topology.ping("vm3", "inet"), "VM3 pings out");
     // Two intervals and a second: some dump of the logger (every 2 to 3 s) falls after the
     // first interval, while the connections are open.
-    std::thread::sleep(Duration::from_secs(2 * REPORT_EVERY_SECS + 1));
+    std::thread::sleep(Duration::from_secs(2 * FLOW_LOG_INTERVAL_SECS + 1));
     for conversation in conversations {
         conversation.finish();
     }
@@ -552,7 +505,7 @@ fn a_flood_of_denied_datagrams_stays_bounded() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let logs = dir.path().join("logs");
     let env = environment(dir.path(), false);
-    let enforcer = enforce_with_flow_logs(&topology, &env, &logs, &["--bind", "vm2-nic=vm2"]);
+    let enforcer = topology.enforce_with_flow_logs(&env, &logs, &["--bind", "vm2-nic=vm2"]);
     let pid = enforcer.0.id();
     let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).expect("comm");
     assert_eq!(

@@ -621,3 +621,58 @@ pub fn hourly_blobs(dir: &Path) -> Vec<PathBuf> {
     found.sort();
     found
 }
+
+/// Conntrack's timeouts in the router namespace, lowered so that the kernel ends (and `enforce`
+/// logs the end of) the lab's flows within seconds: TCP's TIME_WAIT and CLOSE after a reset
+/// (120 s and 10 s by default), UDP without and with replies (30 s, 120 s), ICMP (30 s).
+pub const SHORT_CONNTRACK_TIMEOUTS: [&str; 5] = [
+    "net.netfilter.nf_conntrack_tcp_timeout_time_wait=2",
+    "net.netfilter.nf_conntrack_tcp_timeout_close=2",
+    "net.netfilter.nf_conntrack_udp_timeout=2",
+    "net.netfilter.nf_conntrack_udp_timeout_stream=2",
+    "net.netfilter.nf_conntrack_icmp_timeout=2",
+];
+
+/// Seconds between a connection's `C` tuples in flow log tests, short so that they take seconds.
+pub const FLOW_LOG_INTERVAL_SECS: u64 = 2;
+
+impl Topology {
+    /// Lowers the router's conntrack timeouts ([`SHORT_CONNTRACK_TIMEOUTS`]) so that flows end
+    /// in the flow logs within seconds.
+    pub fn short_conntrack_timeouts(&self) {
+        for timeout in SHORT_CONNTRACK_TIMEOUTS {
+            self.router
+                .exec_checked("sysctl", ["-w", timeout])
+                .expect("sysctl");
+        }
+    }
+
+    /// `opennsg enforce ENV --flow-logs LOGS` with `extra` options, in the router namespace,
+    /// `C` tuples every [`FLOW_LOG_INTERVAL_SECS`] and appends every second; returns once the
+    /// table is in force.
+    pub fn enforce_with_flow_logs(&self, env: &Path, logs: &Path, extra: &[&str]) -> Child {
+        let interval = FLOW_LOG_INTERVAL_SECS.to_string();
+        let mut args = vec![
+            "enforce",
+            env.to_str().expect("utf-8"),
+            "--flow-logs",
+            logs.to_str().expect("utf-8"),
+            "--flow-log-interval",
+            &interval,
+            "--flow-log-flush",
+            "1",
+        ];
+        args.extend_from_slice(extra);
+        let enforcer = self.spawn(&args, &[]);
+        let table_in_force = || {
+            self.router
+                .exec("nft", ["list", "table", "inet", "opennsg"])
+                .is_ok_and(|output| output.status.success())
+        };
+        assert!(
+            eventually(Duration::from_secs(20), table_in_force),
+            "the table was put in force"
+        );
+        enforcer
+    }
+}
