@@ -301,7 +301,8 @@ enum Input {
 }
 
 struct Shared {
-    policy: LoggedPolicy,
+    /// Shared with the writer, which takes it at each append without copying it.
+    policy: Arc<LoggedPolicy>,
     live: LiveFlows,
     counts: LoggerCounts,
 }
@@ -334,7 +335,7 @@ impl FlowLogger {
         std::fs::create_dir_all(&settings.dir)
             .with_context(|| format!("--flow-logs {}", settings.dir.display()))?;
         let shared = Arc::new(Mutex::new(Shared {
-            policy: LoggedPolicy::default(),
+            policy: Arc::new(LoggedPolicy::default()),
             live: LiveFlows::default(),
             counts: LoggerCounts::default(),
         }));
@@ -365,7 +366,7 @@ impl FlowLogger {
         shared
             .live
             .set_nics(policy.nics.clone(), policy.nsg_guids.clone());
-        shared.policy = policy;
+        shared.policy = Arc::new(policy);
     }
 
     /// After a rendering is applied: turns on conntrack's counters if that failed before
