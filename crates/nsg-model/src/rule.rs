@@ -127,6 +127,20 @@ pub fn protocol_has_ports(number: u8) -> bool {
     number == ip_proto::TCP || number == ip_proto::UDP
 }
 
+/// Whether `ranges` together cover every port 0–65535.
+pub fn covers_all_ports(ranges: &[PortRange]) -> bool {
+    let mut sorted = ranges.to_vec();
+    sorted.sort_unstable();
+    let mut next: u32 = 0;
+    for r in sorted {
+        if u32::from(r.low) > next {
+            return false;
+        }
+        next = next.max(u32::from(r.high) + 1);
+    }
+    next > u32::from(u16::MAX)
+}
+
 /// An inclusive port range; a single port `N` is `N-N`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PortRange {
@@ -187,18 +201,7 @@ impl Ports {
     pub fn is_full(&self) -> bool {
         match self {
             Ports::Any => true,
-            Ports::Ranges { ranges, .. } => {
-                let mut sorted = ranges.clone();
-                sorted.sort();
-                let mut next: u32 = 0;
-                for r in sorted {
-                    if u32::from(r.low) > next {
-                        return false;
-                    }
-                    next = next.max(u32::from(r.high) + 1);
-                }
-                next > u32::from(u16::MAX)
-            }
+            Ports::Ranges { ranges, .. } => covers_all_ports(ranges),
         }
     }
 

@@ -527,6 +527,100 @@ impl Classifier {
     }
 }
 
+/// An axis of a classifier, for analyses that walk its elementary intervals.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AxisId {
+    SourceV4,
+    SourceV6,
+    DestinationV4,
+    DestinationV6,
+    SourcePort,
+    DestinationPort,
+    Protocol,
+}
+
+/// One class of an axis and every interval (inclusive) where it holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Atom {
+    pub class: u32,
+    pub intervals: Vec<(u128, u128)>,
+}
+
+/// Groups an axis's intervals by class, leaving out the foreign ones.
+fn atoms_of<T: AxisKey + Into<u128>>(axis: &Axis<T>, max: u128) -> Vec<Atom> {
+    let mut atoms: Vec<Atom> = Vec::new();
+    let mut index: FastMap<u32, usize> = FastMap::default();
+    for (i, &(start, class)) in axis.intervals.iter().enumerate() {
+        if class == FOREIGN {
+            continue;
+        }
+        let end = axis
+            .intervals
+            .get(i + 1)
+            .map_or(max, |&(next, _)| next.into() - 1);
+        let slot = *index.entry(class).or_insert_with(|| {
+            atoms.push(Atom {
+                class,
+                intervals: Vec::new(),
+            });
+            atoms.len() - 1
+        });
+        atoms[slot].intervals.push((start.into(), end));
+    }
+    atoms
+}
+
+impl Classifier {
+    /// The classes of `axis` with their intervals: the elementary intervals grouped by the rule
+    /// set that matches there. Outside the field's domain nothing is listed.
+    pub fn atoms(&self, axis: AxisId) -> Vec<Atom> {
+        match axis {
+            AxisId::SourceV4 => atoms_of(&self.source.v4, u128::from(u32::MAX)),
+            AxisId::SourceV6 => atoms_of(&self.source.v6, u128::MAX),
+            AxisId::DestinationV4 => atoms_of(&self.destination.v4, u128::from(u32::MAX)),
+            AxisId::DestinationV6 => atoms_of(&self.destination.v6, u128::MAX),
+            AxisId::SourcePort => atoms_of(&self.source_port.axis, u128::from(u32::MAX)),
+            AxisId::DestinationPort => atoms_of(&self.destination_port.axis, u128::from(u32::MAX)),
+            AxisId::Protocol => {
+                let mut atoms: Vec<Atom> = Vec::new();
+                for (number, &class) in self.protocol.iter().enumerate() {
+                    let number = number as u128;
+                    match atoms.iter_mut().find(|a| a.class == class) {
+                        Some(atom) => match atom.intervals.last_mut() {
+                            Some(last) if last.1 + 1 == number => last.1 = number,
+                            _ => atom.intervals.push((number, number)),
+                        },
+                        None => atoms.push(Atom {
+                            class,
+                            intervals: vec![(number, number)],
+                        }),
+                    }
+                }
+                atoms
+            }
+        }
+    }
+
+    /// The class of packets without ports on the source (`true`) or destination port field.
+    pub fn portless_class(&self, source: bool) -> u32 {
+        if source {
+            self.source_port.portless
+        } else {
+            self.destination_port.portless
+        }
+    }
+
+    /// The rule set of `class`, rule `i` being bit `i`.
+    pub fn class_bits(&self, class: u32) -> &[u64] {
+        self.table.class_words(class)
+    }
+
+    /// Number of rules the classifier was built over.
+    pub fn rule_count(&self) -> usize {
+        self.rules
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,7 +7,7 @@
 //! so it takes the reference path, as do headers whose local address is not the NIC's.
 
 use crate::classify::{Classes, Classifier, Domains, FieldRule, Header, ProtocolSet};
-use crate::evaluate::{self, Decider, Decision, Flow, PlatformRule, StageVerdict};
+use crate::evaluate::{self, Decider, Decision, Flow, PlatformRule, RulePosition, StageVerdict};
 use crate::resolve::{NicPolicy, ResolvedRule, SetArena, SideMatch, Stage};
 use crate::settings::Settings;
 use nsg_model::rule::{ip_proto, Access, Direction, Protocol};
@@ -43,7 +43,8 @@ pub struct CompiledPolicy {
     outbound: CompiledDirection,
 }
 
-fn protocol_set(protocol: Protocol) -> ProtocolSet {
+/// The protocol numbers a rule's protocol matches.
+pub fn protocol_set(protocol: Protocol) -> ProtocolSet {
     let none = ProtocolSet::default();
     match protocol {
         Protocol::Any => ProtocolSet::ALL,
@@ -55,7 +56,8 @@ fn protocol_set(protocol: Protocol) -> ProtocolSet {
     }
 }
 
-fn field_rule<'a>(rule: &ResolvedRule, sets: &'a SetArena) -> FieldRule<'a> {
+/// `rule` in the classifier's terms: what it matches, field by field.
+pub fn field_rule<'a>(rule: &ResolvedRule, sets: &'a SetArena) -> FieldRule<'a> {
     let side = |s: SideMatch| match s {
         SideMatch::Any => None,
         SideMatch::Set(id) => Some(sets.get(id)),
@@ -147,8 +149,15 @@ impl CompiledPolicy {
     /// The fast answer. Agrees with [`crate::evaluate::decide`] on every flow (tested).
     #[inline]
     pub fn classify(&self, flow: &Flow) -> Verdict {
+        self.classify_without(flow, None)
+    }
+
+    /// The fast answer as if the rule at `removed` did not exist; agrees with
+    /// [`crate::evaluate::decide_without`] (tested).
+    #[inline]
+    pub fn classify_without(&self, flow: &Flow, removed: Option<RulePosition>) -> Verdict {
         if evaluate::is_dhcp(flow) || evaluate::platform_service(flow).is_some() {
-            return self.verdict_of(&self.reference(flow), flow.direction);
+            return self.verdict_of(&self.reference(flow, removed), flow.direction);
         }
         let compiled = match flow.direction {
             Direction::Inbound => &self.inbound,
@@ -163,9 +172,9 @@ impl CompiledPolicy {
             destination_port: destination.port,
         };
         let Some(classes) = compiled.classifier.classes(&header) else {
-            return self.verdict_of(&self.reference(flow), flow.direction);
+            return self.verdict_of(&self.reference(flow, removed), flow.direction);
         };
-        self.decide_stages(compiled, &classes, flow)
+        self.decide_stages(compiled, &classes, flow, removed)
     }
 
     #[inline]
@@ -174,6 +183,7 @@ impl CompiledPolicy {
         compiled: &CompiledDirection,
         classes: &Classes,
         flow: &Flow,
+        removed: Option<RulePosition>,
     ) -> Verdict {
         let mut verdict = Verdict {
             access: Access::Allow,
@@ -183,7 +193,15 @@ impl CompiledPolicy {
         for (s, &(start, end)) in compiled.stage_ranges.iter().enumerate() {
             // Every stage ends with its direction's DenyAll (`*`, all ports): a non-platform
             // flow always matches some rule.
-            let Some(index) = compiled.classifier.first_match(classes, start, end) else {
+            let first = |start, end| compiled.classifier.first_match(classes, start, end);
+            let found = match removed {
+                Some(r) if r.stage == s => {
+                    let at = start + r.rule;
+                    first(start, at).or_else(|| first(at + 1, end))
+                }
+                _ => first(start, end),
+            };
+            let Some(index) = found else {
                 continue;
             };
             verdict.stage_rules[s] = Some((index - start) as u16);
@@ -199,8 +217,11 @@ impl CompiledPolicy {
         verdict
     }
 
-    fn reference(&self, flow: &Flow) -> Decision {
-        evaluate::decide(&self.policy, &self.sets, &self.settings, flow)
+    fn reference(&self, flow: &Flow, removed: Option<RulePosition>) -> Decision {
+        match removed {
+            None => evaluate::decide(&self.policy, &self.sets, &self.settings, flow),
+            Some(r) => evaluate::decide_without(&self.policy, &self.sets, &self.settings, flow, r),
+        }
     }
 
     /// Maps a full decision back to the compact form (for the paths that take the reference).
@@ -228,7 +249,17 @@ impl CompiledPolicy {
 
     /// The full decision, as the reference evaluator states it.
     pub fn decide(&self, flow: &Flow) -> Decision {
-        let verdict = self.classify(flow);
+        self.decision(flow, None)
+    }
+
+    /// The full decision as if the rule at `removed` did not exist, as
+    /// [`crate::evaluate::decide_without`] states it.
+    pub fn decide_without(&self, flow: &Flow, removed: RulePosition) -> Decision {
+        self.decision(flow, Some(removed))
+    }
+
+    fn decision(&self, flow: &Flow, removed: Option<RulePosition>) -> Decision {
+        let verdict = self.classify_without(flow, removed);
         let stages = self.policy.stages(flow.direction);
         let verdicts: Vec<StageVerdict> = stages
             .iter()

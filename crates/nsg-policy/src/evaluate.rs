@@ -164,7 +164,25 @@ pub struct Explanation {
 
 /// Decides `flow` at the NIC of `policy`.
 pub fn decide(policy: &NicPolicy, sets: &SetArena, settings: &Settings, flow: &Flow) -> Decision {
-    evaluate(policy, sets, settings, flow, None)
+    evaluate(policy, sets, settings, flow, None, None)
+}
+
+/// A rule by position: the `rule`th rule of the `stage`th stage of a direction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RulePosition {
+    pub stage: usize,
+    pub rule: usize,
+}
+
+/// Decides `flow` as if the rule at `removed` did not exist: what removing a rule would change.
+pub fn decide_without(
+    policy: &NicPolicy,
+    sets: &SetArena,
+    settings: &Settings,
+    flow: &Flow,
+    removed: RulePosition,
+) -> Decision {
+    evaluate(policy, sets, settings, flow, None, Some(removed))
 }
 
 /// Decides `flow` and records every rule considered.
@@ -175,7 +193,7 @@ pub fn explain(
     flow: &Flow,
 ) -> Explanation {
     let mut stages = Vec::new();
-    let decision = evaluate(policy, sets, settings, flow, Some(&mut stages));
+    let decision = evaluate(policy, sets, settings, flow, Some(&mut stages), None);
     Explanation {
         platform: platform_service(flow),
         decision,
@@ -189,6 +207,7 @@ fn evaluate(
     settings: &Settings,
     flow: &Flow,
     mut trace: Option<&mut Vec<StageTrace>>,
+    removed: Option<RulePosition>,
 ) -> Decision {
     if is_dhcp(flow) {
         return platform_decision(Access::Allow, PlatformRule::AllowDhcp, Vec::new());
@@ -196,9 +215,16 @@ fn evaluate(
     let platform = platform_service(flow);
     let stages = policy.stages(flow.direction);
     let mut verdicts = Vec::new();
-    for stage in stages {
+    for (stage_index, stage) in stages.iter().enumerate() {
         // Platform traffic meets only the rules that name its service tag.
-        let considered = |rule: &ResolvedRule| platform.is_none() || rule.platform_tag == platform;
+        let considered = |index: usize, rule: &ResolvedRule| {
+            (platform.is_none() || rule.platform_tag == platform)
+                && removed
+                    != Some(RulePosition {
+                        stage: stage_index,
+                        rule: index,
+                    })
+        };
         let trace_stage = trace.as_deref_mut().map(|t| {
             t.push(StageTrace {
                 level: stage.level,
@@ -271,10 +297,11 @@ fn first_match<'s>(
     stage: &'s Stage,
     sets: &SetArena,
     flow: &Flow,
-    considered: impl Fn(&ResolvedRule) -> bool,
+    considered: impl Fn(usize, &ResolvedRule) -> bool,
     mut trace: Option<&mut Vec<RuleTrace>>,
 ) -> Option<&'s ResolvedRule> {
-    for rule in stage.rules.iter().filter(|r| considered(r)) {
+    let rules = stage.rules.iter().enumerate();
+    for (_, rule) in rules.filter(|&(i, r)| considered(i, r)) {
         let fields = match_fields(rule, sets, flow);
         let matched = rule.applies && fields.all();
         if let Some(t) = trace.as_deref_mut() {

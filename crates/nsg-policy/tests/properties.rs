@@ -14,7 +14,9 @@
 
 use nsg_model::rule::{protocol_has_ports, Access, Direction, RuleKind};
 use nsg_policy::compiled::CompiledPolicy;
-use nsg_policy::evaluate::{platform_service, RuleMatch, StageVerdict};
+use nsg_policy::evaluate::{
+    decide_without, platform_service, RuleMatch, RulePosition, StageVerdict,
+};
 use nsg_policy::{
     decide, explain, Decider, Decision, Endpoint, Explanation, Flow, Level, NicPolicy,
     PlatformRule, Resolver, SetArena, Settings, SubscriptionType,
@@ -1441,6 +1443,23 @@ fn generated_environments_are_valid_and_reach_custom_rules() {
 const DIFFERENTIAL_POLICIES: u32 = 2_000;
 const DIFFERENTIAL_FLOWS: usize = 50;
 
+/// The position of each stage's deciding rule in `decision`.
+fn deciding_positions(policy: &NicPolicy, flow: &Flow, decision: &Decision) -> Vec<RulePosition> {
+    let stages = policy.stages(flow.direction);
+    decision
+        .stages
+        .iter()
+        .filter_map(|verdict| {
+            let stage = stages.iter().position(|s| s.level == verdict.level)?;
+            let rule = stages[stage]
+                .rules
+                .iter()
+                .position(|r| r.name == verdict.rule && r.kind == verdict.kind)?;
+            Some(RulePosition { stage, rule })
+        })
+        .collect()
+}
+
 /// An environment and many flows at nic1.
 fn env_and_many_flows() -> impl Strategy<Value = (GenEnv, Vec<Flow>)> {
     environment().prop_flat_map(|env| {
@@ -1455,7 +1474,8 @@ proptest! {
     /// Invariant 1: the compiled classifier is an optimisation of the reference evaluator. On
     /// generated policies (random rules, tags, ASGs, augmented sides, IPv4 and IPv6, one NSG at
     /// both levels) and flows (aimed at rule edges, random, platform traffic) both give the same
-    /// decision: access, deciding rule and every stage's verdict.
+    /// decision: access, deciding rule and every stage's verdict, also with any stage's
+    /// deciding rule removed.
     #[test]
     fn compiled_classifier_agrees_with_the_reference(
         (env, flows) in env_and_many_flows(),
@@ -1466,10 +1486,23 @@ proptest! {
             let compiled = CompiledPolicy::build(policy.clone(), sets, settings);
             flows
                 .iter()
-                .filter_map(|flow| {
+                .flat_map(|flow| {
                     let reference = decide(policy, sets, &settings, flow);
                     let fast = compiled.decide(flow);
-                    (reference != fast).then(|| format!("{flow:?}\n  reference {reference:?}\n  compiled  {fast:?}"))
+                    let mut found = Vec::new();
+                    if reference != fast {
+                        found.push(format!("{flow:?}\n  reference {reference:?}\n  compiled  {fast:?}"));
+                    }
+                    // What-if answers (lint's "would removing this rule change anything?"):
+                    // remove each stage's deciding rule, the only removals that change anything.
+                    for removed in deciding_positions(policy, flow, &reference) {
+                        let reference = decide_without(policy, sets, &settings, flow, removed);
+                        let fast = compiled.decide_without(flow, removed);
+                        if reference != fast {
+                            found.push(format!("{flow:?} without {removed:?}\n  reference {reference:?}\n  compiled  {fast:?}"));
+                        }
+                    }
+                    found
                 })
                 .collect::<Vec<_>>()
         })?;

@@ -1,0 +1,12 @@
+//! Exact analyses of NSG policies: every answer is computed over the whole flow space of a NIC,
+//! never by sampling, and comes with an example flow the reference evaluator confirms.
+//!
+//! The engine ([`partition`]) cuts a NIC's flow space (one direction) into regions inside which
+//! every flow meets the same rules first, from the classifier's elementary intervals; the
+//! analyses evaluate one example flow per region with the policy's own evaluator. Pure: no IO.
+
+pub mod partition;
+pub mod region;
+
+pub use partition::{Analysis, FlowBox, Leaf, Precision};
+pub use region::Region;

@@ -1,0 +1,658 @@
+//! The engine: a NIC's flow space (one direction) cut into regions inside which every flow
+//! meets the same rules first.
+//!
+//! One classifier is built over the rules of every policy analysed together (a diff's old and
+//! new policy side by side) and a few *refiners*, boxes of flows whose inside and outside must
+//! not share a region (the platform exceptions, the SMTP block, a lint's "from the Internet to a
+//! management port"). Its elementary intervals, grouped by class (the set of rules matching
+//! there), are the *atoms* of each field. A depth-first walk picks atoms field by field and ANDs
+//! their rule sets; atoms giving the same set are one branch, so a region is a product of one
+//! union of atoms per field, and the walk visits each distinct combination once.
+//!
+//! What keeps the walk small: only the first matches of each stage decide. Once a stage holds a
+//! rule that matches every flow left below a branch (it is *full* on the remaining fields), no
+//! later rule of that stage can come first, so those bits are cleared and branches that differ
+//! only there merge. [`Precision::SecondMatch`] keeps the second full rule too, so that "what if
+//! the first match did not exist" has one answer per region. Where platform traffic may lie,
+//! nothing is cleared: platform flows meet only the rules naming their tag, not the first match.
+//!
+//! Exactness: every region is homogeneous in every predicate the evaluator reads (each rule's
+//! match up to the stage's kept bits, each refiner), so the verdict of its example flow is the
+//! verdict of all its flows. The brute-force property tests check this.
+
+use crate::region::Region;
+use nsg_model::rule::{covers_all_ports, ip_proto, protocol_has_ports, Direction, PortRange};
+use nsg_policy::classify::{Atom, AxisId, Classifier, Domains, FieldRule, ProtocolSet};
+use nsg_policy::compiled::{field_rule, CompiledPolicy};
+use nsg_policy::{Endpoint, Flow};
+use nsg_tags::{context, PrefixSet};
+use rustc_hash::FxHashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::ops::ControlFlow;
+
+/// A box of flows at a NIC, in the NIC's terms: the product of one set per field. Flows without
+/// ports (protocols other than TCP and UDP) are inside only if both port sets are all ports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlowBox {
+    pub protocols: ProtocolSet,
+    /// `None`: every address.
+    pub local: Option<PrefixSet>,
+    pub local_ports: Vec<PortRange>,
+    pub remote: Option<PrefixSet>,
+    pub remote_ports: Vec<PortRange>,
+}
+
+impl FlowBox {
+    /// Every flow.
+    pub fn everything() -> FlowBox {
+        FlowBox {
+            protocols: ProtocolSet::ALL,
+            local: None,
+            local_ports: vec![PortRange::ALL],
+            remote: None,
+            remote_ports: vec![PortRange::ALL],
+        }
+    }
+
+    fn includes_portless(&self) -> bool {
+        covers_all_ports(&self.local_ports) && covers_all_ports(&self.remote_ports)
+    }
+
+    /// The box as a classifier rule, in packet terms (inbound packets come from the remote end).
+    fn field_rule(&self, direction: Direction) -> FieldRule<'_> {
+        let (source, source_ports, destination, destination_ports) = match direction {
+            Direction::Inbound => (
+                &self.remote,
+                &self.remote_ports,
+                &self.local,
+                &self.local_ports,
+            ),
+            Direction::Outbound => (
+                &self.local,
+                &self.local_ports,
+                &self.remote,
+                &self.remote_ports,
+            ),
+        };
+        FieldRule {
+            source: source.as_ref(),
+            destination: destination.as_ref(),
+            source_ports: source_ports.clone(),
+            destination_ports: destination_ports.clone(),
+            protocols: self.protocols,
+            matches_portless: self.includes_portless(),
+            active: true,
+        }
+    }
+}
+
+/// How much of each stage's match order a region must fix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Precision {
+    /// The first matching rule of each stage: verdicts.
+    FirstMatch,
+    /// The first two: also the verdict if the first match were removed.
+    SecondMatch,
+}
+
+/// The fields in the order the walk picks them: the small ones first, the remote address (the
+/// service tags, thousands of atoms) last, where a branch's groups are cheapest to form.
+const LEVELS: usize = 5;
+const PROTOCOL: usize = 0;
+const LOCAL: usize = 1;
+const LOCAL_PORT: usize = 2;
+const REMOTE_PORT: usize = 3;
+const REMOTE: usize = 4;
+
+/// An address family with or without ports: the flow space is the union of four such products.
+struct Subspace {
+    v6: bool,
+    ported: bool,
+    /// The atoms of each level; a portless subspace's port levels have one atom, "no port".
+    levels: [Vec<Atom>; LEVELS],
+    /// `full_from[k]`: the rules that match every flow of this subspace on levels `k..`.
+    full_from: [Vec<u64>; LEVELS + 1],
+}
+
+/// The flow space of one direction at a NIC, ready to walk, for one or more policies of that
+/// NIC (the same NIC in an old and a new environment, for a diff).
+pub struct Analysis<'p> {
+    direction: Direction,
+    policies: Vec<&'p CompiledPolicy>,
+    classifier: Classifier,
+    /// `[start, end)` of every stage, every policy's in turn, in the classifier's rule order.
+    stage_ranges: Vec<(usize, usize)>,
+    /// Where each policy's stages start in `stage_ranges`.
+    policy_stages: Vec<usize>,
+    /// The platform refiners' bits: while one may hold, every rule matters.
+    platform: Vec<u64>,
+    /// Index of the first caller refiner in the classifier's rule order.
+    refiners_start: usize,
+    depth: u32,
+    subspaces: Vec<Subspace>,
+}
+
+/// One region of the walk.
+pub struct Leaf<'a> {
+    analysis: &'a Analysis<'a>,
+    subspace: &'a Subspace,
+    path: &'a [Vec<u32>; LEVELS],
+    bits: &'a [u64],
+    example: Flow,
+}
+
+impl<'p> Analysis<'p> {
+    /// Prepares the walk of `space` in `direction` at the NIC of `policies` (all of the same NIC;
+    /// its local addresses are theirs together). Each of `refiners` splits regions at its edge;
+    /// [`Leaf::inside`] tells on which side a region lies.
+    pub fn new(
+        policies: &[&'p CompiledPolicy],
+        direction: Direction,
+        space: &FlowBox,
+        refiners: &[FlowBox],
+        precision: Precision,
+    ) -> Analysis<'p> {
+        let mut rules: Vec<FieldRule<'_>> = Vec::new();
+        let mut stage_ranges = Vec::new();
+        let mut policy_stages = Vec::new();
+        for policy in policies {
+            policy_stages.push(stage_ranges.len());
+            for stage in policy.policy().stages(direction) {
+                let start = rules.len();
+                rules.extend(stage.rules.iter().map(|r| field_rule(r, policy.sets())));
+                stage_ranges.push((start, rules.len()));
+            }
+        }
+        let platform_boxes = platform_refiners(direction);
+        let smtp_boxes: Vec<FlowBox> = match direction {
+            Direction::Inbound => Vec::new(),
+            Direction::Outbound => policies.iter().map(|p| smtp_refiner(p)).collect(),
+        };
+        let platform_start = rules.len();
+        rules.extend(platform_boxes.iter().map(|b| b.field_rule(direction)));
+        let platform_end = rules.len();
+        rules.extend(smtp_boxes.iter().map(|b| b.field_rule(direction)));
+        let refiners_start = rules.len();
+        rules.extend(refiners.iter().map(|b| b.field_rule(direction)));
+
+        let nic_addresses = PrefixSet::from_nets(
+            policies
+                .iter()
+                .flat_map(|p| p.policy().addresses.iter().copied()),
+        );
+        let local = match &space.local {
+            Some(local) => nic_addresses.intersection(local),
+            None => nic_addresses,
+        };
+        let remote = space.remote.clone();
+        let domains = match direction {
+            Direction::Inbound => Domains {
+                source: remote.as_ref(),
+                destination: Some(&local),
+            },
+            Direction::Outbound => Domains {
+                source: Some(&local),
+                destination: remote.as_ref(),
+            },
+        };
+        let classifier = Classifier::build(&rules, &domains);
+        let words = rules.len().div_ceil(64).max(1);
+        let mut platform = vec![0u64; words];
+        for i in platform_start..platform_end {
+            platform[i / 64] |= 1 << (i % 64);
+        }
+        let mut analysis = Analysis {
+            direction,
+            policies: policies.to_vec(),
+            classifier,
+            stage_ranges,
+            policy_stages,
+            platform,
+            refiners_start,
+            depth: match precision {
+                Precision::FirstMatch => 1,
+                Precision::SecondMatch => 2,
+            },
+            subspaces: Vec::new(),
+        };
+        for v6 in [false, true] {
+            for ported in [true, false] {
+                if let Some(subspace) = analysis.subspace(space, v6, ported) {
+                    analysis.subspaces.push(subspace);
+                }
+            }
+        }
+        analysis
+    }
+
+    pub fn direction(&self) -> Direction {
+        self.direction
+    }
+
+    pub fn policies(&self) -> &[&'p CompiledPolicy] {
+        &self.policies
+    }
+
+    /// The atoms of one family with or without ports, or `None` if no flow of `space` is there.
+    fn subspace(&self, space: &FlowBox, v6: bool, ported: bool) -> Option<Subspace> {
+        let c = &self.classifier;
+        let (local_axis, remote_axis, local_port, remote_port) = match (self.direction, v6) {
+            (Direction::Inbound, false) => (
+                AxisId::DestinationV4,
+                AxisId::SourceV4,
+                AxisId::DestinationPort,
+                AxisId::SourcePort,
+            ),
+            (Direction::Inbound, true) => (
+                AxisId::DestinationV6,
+                AxisId::SourceV6,
+                AxisId::DestinationPort,
+                AxisId::SourcePort,
+            ),
+            (Direction::Outbound, false) => (
+                AxisId::SourceV4,
+                AxisId::DestinationV4,
+                AxisId::SourcePort,
+                AxisId::DestinationPort,
+            ),
+            (Direction::Outbound, true) => (
+                AxisId::SourceV6,
+                AxisId::DestinationV6,
+                AxisId::SourcePort,
+                AxisId::DestinationPort,
+            ),
+        };
+        let protocols: Vec<(u128, u128)> = (0..=u8::MAX)
+            .filter(|&p| space.protocols.contains(p) && protocol_has_ports(p) == ported)
+            .map(|p| (u128::from(p), u128::from(p)))
+            .collect();
+        let port_level = |axis: AxisId, allowed: &[PortRange], source: bool| {
+            if ported {
+                let allowed: Vec<(u128, u128)> = allowed
+                    .iter()
+                    .map(|r| (u128::from(r.low), u128::from(r.high)))
+                    .collect();
+                clip(c.atoms(axis), &allowed)
+            } else {
+                vec![Atom {
+                    class: c.portless_class(source),
+                    intervals: Vec::new(),
+                }]
+            }
+        };
+        if !ported && !space.includes_portless() {
+            return None;
+        }
+        let local_is_source = self.direction == Direction::Outbound;
+        let levels = [
+            clip(c.atoms(AxisId::Protocol), &protocols),
+            c.atoms(local_axis),
+            port_level(local_port, &space.local_ports, local_is_source),
+            port_level(remote_port, &space.remote_ports, !local_is_source),
+            c.atoms(remote_axis),
+        ];
+        if levels.iter().any(|atoms| atoms.is_empty()) {
+            return None;
+        }
+        let words = c.rule_count().div_ceil(64).max(1);
+        let mut full_from: [Vec<u64>; LEVELS + 1] = std::array::from_fn(|_| vec![u64::MAX; words]);
+        for k in (0..LEVELS).rev() {
+            let mut all = full_from[k + 1].clone();
+            for atom in &levels[k] {
+                and_into(&mut all, c.class_bits(atom.class));
+            }
+            full_from[k] = all;
+        }
+        Some(Subspace {
+            v6,
+            ported,
+            levels,
+            full_from,
+        })
+    }
+
+    /// Visits every region once; `visit` may stop the walk early.
+    pub fn walk(&self, mut visit: impl FnMut(&Leaf<'_>) -> ControlFlow<()>) -> ControlFlow<()> {
+        let words = self.classifier.rule_count().div_ceil(64).max(1);
+        for subspace in &self.subspaces {
+            let mut path: [Vec<u32>; LEVELS] = Default::default();
+            let everything = vec![u64::MAX; words];
+            self.descend(subspace, 0, &everything, &mut path, &mut visit)?;
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn descend(
+        &self,
+        subspace: &Subspace,
+        level: usize,
+        bits: &[u64],
+        path: &mut [Vec<u32>; LEVELS],
+        visit: &mut impl FnMut(&Leaf<'_>) -> ControlFlow<()>,
+    ) -> ControlFlow<()> {
+        if level == LEVELS {
+            let leaf = Leaf {
+                analysis: self,
+                subspace,
+                path,
+                bits,
+                example: self.example(subspace, path),
+            };
+            return visit(&leaf);
+        }
+        let full = &subspace.full_from[level + 1];
+        let mut groups: Vec<(Box<[u64]>, Vec<u32>)> = Vec::new();
+        let mut index: FxHashMap<Box<[u64]>, usize> = FxHashMap::default();
+        let mut scratch = vec![0u64; bits.len()];
+        for (i, atom) in subspace.levels[level].iter().enumerate() {
+            for ((s, &b), &c) in scratch
+                .iter_mut()
+                .zip(bits)
+                .zip(self.classifier.class_bits(atom.class))
+            {
+                *s = b & c;
+            }
+            self.truncate(&mut scratch, full);
+            match index.get(scratch.as_slice()) {
+                Some(&g) => groups[g].1.push(i as u32),
+                None => {
+                    let key: Box<[u64]> = scratch.as_slice().into();
+                    index.insert(key.clone(), groups.len());
+                    groups.push((key, vec![i as u32]));
+                }
+            }
+        }
+        drop(index);
+        for (next, members) in groups {
+            path[level] = members;
+            self.descend(subspace, level + 1, &next, path, visit)?;
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// Clears, in each stage, the rules after its `depth`th rule that is sure to match
+    /// (`full`): they can never come first. Not while platform traffic may be in the branch.
+    fn truncate(&self, bits: &mut [u64], full: &[u64]) {
+        if bits.iter().zip(&self.platform).any(|(b, p)| b & p != 0) {
+            return;
+        }
+        for &(start, end) in &self.stage_ranges {
+            let mut seen = 0;
+            let mut cut = None;
+            for rule in BitsIn::new(bits, start, end) {
+                if full[rule / 64] & (1 << (rule % 64)) != 0 {
+                    seen += 1;
+                    if seen == self.depth {
+                        cut = Some(rule + 1);
+                        break;
+                    }
+                }
+            }
+            if let Some(from) = cut {
+                clear_range(bits, from, end);
+            }
+        }
+    }
+
+    /// A flow of the region of `path`: each field's value from its first atom.
+    fn example(&self, subspace: &Subspace, path: &[Vec<u32>; LEVELS]) -> Flow {
+        let first = |level: usize| &subspace.levels[level][path[level][0] as usize].intervals;
+        let protocols: Vec<(u128, u128)> = path[PROTOCOL]
+            .iter()
+            .flat_map(|&a| {
+                subspace.levels[PROTOCOL][a as usize]
+                    .intervals
+                    .iter()
+                    .copied()
+            })
+            .collect();
+        let protocol = [
+            ip_proto::TCP,
+            ip_proto::UDP,
+            ip_proto::ICMP,
+            ip_proto::ICMPV6,
+        ]
+        .into_iter()
+        .find(|&p| {
+            protocols
+                .iter()
+                .any(|&(l, h)| l <= u128::from(p) && u128::from(p) <= h)
+        })
+        .unwrap_or(protocols[0].0 as u8);
+        let address = |level: usize| {
+            let (low, high) = first(level)[0];
+            let value = if high > low { low + 1 } else { low };
+            if subspace.v6 {
+                IpAddr::V6(Ipv6Addr::from(value))
+            } else {
+                IpAddr::V4(Ipv4Addr::from(value as u32))
+            }
+        };
+        let port = |level: usize| {
+            subspace.ported.then(|| {
+                let (low, high) = first(level)[0];
+                let value = if low == 0 && high > 0 { 1 } else { low };
+                value as u16
+            })
+        };
+        Flow {
+            direction: self.direction,
+            protocol,
+            local: Endpoint {
+                ip: address(LOCAL),
+                port: port(LOCAL_PORT),
+            },
+            remote: Endpoint {
+                ip: address(REMOTE),
+                port: port(REMOTE_PORT),
+            },
+        }
+    }
+}
+
+impl Leaf<'_> {
+    /// A flow of the region; every flow of it has this one's verdict under each policy.
+    pub fn example(&self) -> &Flow {
+        &self.example
+    }
+
+    /// Whether the region lies inside refiner `i` (else it lies wholly outside).
+    pub fn inside(&self, refiner: usize) -> bool {
+        let bit = self.analysis.refiners_start + refiner;
+        self.bits[bit / 64] & (1 << (bit % 64)) != 0
+    }
+
+    /// The rules of stage `stage` of policy `policy` that match the region and may come first,
+    /// as indices into the stage, in order (the first is the stage's match).
+    pub fn stage_matches(&self, policy: usize, stage: usize) -> Vec<usize> {
+        let s = self.analysis.policy_stages[policy] + stage;
+        let (start, end) = self.analysis.stage_ranges[s];
+        BitsIn::new(self.bits, start, end)
+            .map(|rule| rule - start)
+            .collect()
+    }
+
+    /// The region as sets, one per field.
+    pub fn region(&self) -> Region {
+        let s = self.subspace;
+        let intervals = |level: usize| -> Vec<(u128, u128)> {
+            let mut all: Vec<(u128, u128)> = self.path[level]
+                .iter()
+                .flat_map(|&a| s.levels[level][a as usize].intervals.iter().copied())
+                .collect();
+            all.sort_unstable();
+            all
+        };
+        let addresses = |level: usize| {
+            let ranges = intervals(level);
+            if s.v6 {
+                PrefixSet::from_ranges_v6(
+                    ranges
+                        .into_iter()
+                        .map(|(l, h)| (Ipv6Addr::from(l), Ipv6Addr::from(h))),
+                )
+            } else {
+                PrefixSet::from_ranges_v4(
+                    ranges
+                        .into_iter()
+                        .map(|(l, h)| (Ipv4Addr::from(l as u32), Ipv4Addr::from(h as u32))),
+                )
+            }
+        };
+        let ports = |level: usize| {
+            s.ported.then(|| {
+                crate::region::merge_ports(
+                    intervals(level)
+                        .into_iter()
+                        .map(|(l, h)| PortRange {
+                            low: l as u16,
+                            high: h as u16,
+                        })
+                        .collect(),
+                )
+            })
+        };
+        Region {
+            direction: self.analysis.direction,
+            protocols: crate::region::merge_protocols(
+                intervals(PROTOCOL)
+                    .into_iter()
+                    .map(|(l, h)| (l as u8, h as u8))
+                    .collect(),
+            ),
+            local: addresses(LOCAL),
+            local_ports: ports(LOCAL_PORT),
+            remote: addresses(REMOTE),
+            remote_ports: ports(REMOTE_PORT),
+        }
+    }
+}
+
+/// The set bits of `bits` in `start..end`, ascending.
+struct BitsIn<'b> {
+    bits: &'b [u64],
+    end: usize,
+    word: usize,
+    current: u64,
+}
+
+impl<'b> BitsIn<'b> {
+    fn new(bits: &'b [u64], start: usize, end: usize) -> BitsIn<'b> {
+        let word = start / 64;
+        let current = if start < end {
+            bits[word] & (u64::MAX << (start % 64))
+        } else {
+            0
+        };
+        BitsIn {
+            bits,
+            end,
+            word,
+            current,
+        }
+    }
+}
+
+impl Iterator for BitsIn<'_> {
+    type Item = usize;
+    fn next(&mut self) -> Option<usize> {
+        loop {
+            if self.current != 0 {
+                let bit = self.word * 64 + self.current.trailing_zeros() as usize;
+                self.current &= self.current - 1;
+                return (bit < self.end).then_some(bit);
+            }
+            self.word += 1;
+            if self.word * 64 >= self.end {
+                return None;
+            }
+            self.current = self.bits[self.word];
+        }
+    }
+}
+
+fn clear_range(bits: &mut [u64], from: usize, end: usize) {
+    let mut i = from;
+    while i < end {
+        let word = i / 64;
+        let high = ((word + 1) * 64).min(end) - word * 64;
+        let below_high = if high == 64 {
+            u64::MAX
+        } else {
+            (1 << high) - 1
+        };
+        bits[word] &= !(below_high & (u64::MAX << (i % 64)));
+        i = (word + 1) * 64;
+    }
+}
+
+fn and_into(acc: &mut [u64], other: &[u64]) {
+    for (a, &b) in acc.iter_mut().zip(other) {
+        *a &= b;
+    }
+}
+
+/// `atoms` cut down to `allowed` (sorted, disjoint), dropping the atoms left empty.
+fn clip(atoms: Vec<Atom>, allowed: &[(u128, u128)]) -> Vec<Atom> {
+    let mut allowed = allowed.to_vec();
+    allowed.sort_unstable();
+    atoms
+        .into_iter()
+        .filter_map(|atom| {
+            let intervals: Vec<(u128, u128)> = atom
+                .intervals
+                .iter()
+                .flat_map(|&(l, h)| {
+                    allowed
+                        .iter()
+                        .filter(move |&&(al, ah)| al <= h && l <= ah)
+                        .map(move |&(al, ah)| (l.max(al), h.min(ah)))
+                })
+                .collect();
+            (!intervals.is_empty()).then_some(Atom {
+                class: atom.class,
+                intervals,
+            })
+        })
+        .collect()
+}
+
+/// Boxes of the platform exceptions: DHCP, and DNS, IMDS and licensing, which meet only the
+/// rules naming their tag (reference §3.8). Outbound only.
+fn platform_refiners(direction: Direction) -> Vec<FlowBox> {
+    if direction == Direction::Inbound {
+        return Vec::new();
+    }
+    let tcp = ProtocolSet::default().with(ip_proto::TCP);
+    let udp = ProtocolSet::default().with(ip_proto::UDP);
+    let both = tcp.with(ip_proto::UDP);
+    let to = |protocols, hosts: &[Ipv4Addr], port: u16| FlowBox {
+        protocols,
+        local: None,
+        local_ports: vec![PortRange::ALL],
+        remote: Some(PrefixSet::from_nets(
+            hosts.iter().map(|&h| ipnet::IpNet::from(IpAddr::V4(h))),
+        )),
+        remote_ports: vec![PortRange {
+            low: port,
+            high: port,
+        }],
+    };
+    vec![
+        to(udp, &[context::HOST_VIP, Ipv4Addr::BROADCAST], 67),
+        to(both, &[context::HOST_VIP], 53),
+        to(tcp, &[context::IMDS], 80),
+        to(tcp, &context::KMS_ADDRESSES, 1688),
+    ]
+}
+
+/// Outbound TCP 25 to the policy's `Internet`: the SMTP block (reference §3.9).
+fn smtp_refiner(policy: &CompiledPolicy) -> FlowBox {
+    FlowBox {
+        protocols: ProtocolSet::default().with(ip_proto::TCP),
+        local: None,
+        local_ports: vec![PortRange::ALL],
+        remote: Some(policy.sets().get(policy.policy().internet).clone()),
+        remote_ports: vec![PortRange { low: 25, high: 25 }],
+    }
+}
