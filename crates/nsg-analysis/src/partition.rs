@@ -5,9 +5,11 @@
 //! new policy side by side) and a few *refiners*, boxes of flows whose inside and outside must
 //! not share a region (the platform exceptions, the SMTP block, a lint's "from the Internet to a
 //! management port"). Its elementary intervals, grouped by class (the set of rules matching
-//! there), are the *atoms* of each field. A depth-first walk picks atoms field by field and ANDs
-//! their rule sets; atoms giving the same set are one branch, so a region is a product of one
-//! union of atoms per field, and the walk visits each distinct combination once.
+//! there), are the *atoms* of each field. A depth-first walk goes field by field: at each branch,
+//! the field's atoms are split by the rules still matching the branch, one rule at a time (each
+//! rule's atoms are a bitmap, so a split is a few word operations however many atoms a tag
+//! makes); atoms that end up with the same rules are one branch. A region is thus a product of
+//! one union of atoms per field, and the walk visits each distinct combination once.
 //!
 //! What keeps the walk small: only the first matches of each stage decide. Once a stage holds a
 //! rule that matches every flow left below a branch (it is *full* on the remaining fields), no
@@ -26,9 +28,9 @@ use nsg_policy::classify::{Atom, AxisId, Classifier, Domains, FieldRule, Protoco
 use nsg_policy::compiled::{field_rule, CompiledPolicy};
 use nsg_policy::{Endpoint, Flow};
 use nsg_tags::{context, PrefixSet};
-use rustc_hash::FxHashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::ops::ControlFlow;
+use std::rc::Rc;
 
 /// A box of flows at a NIC, in the NIC's terms: the product of one set per field. Flows without
 /// ports (protocols other than TCP and UDP) are inside only if both port sets are all ports.
@@ -104,14 +106,67 @@ const LOCAL_PORT: usize = 2;
 const REMOTE_PORT: usize = 3;
 const REMOTE: usize = 4;
 
+/// The atoms of one field, and for each rule the bitmap of the atoms it matches.
+struct Level {
+    atoms: Vec<Atom>,
+    /// Words of one atom bitmap.
+    words: usize,
+    /// `rows[rule * words..][..words]`: the atoms where `rule` matches.
+    rows: Vec<u64>,
+}
+
+impl Level {
+    fn new(atoms: Vec<Atom>, classifier: &Classifier) -> Level {
+        let words = atoms.len().div_ceil(64).max(1);
+        let mut rows = vec![0u64; classifier.rule_count() * words];
+        for (a, atom) in atoms.iter().enumerate() {
+            for (w, &bits) in classifier.class_bits(atom.class).iter().enumerate() {
+                let mut bits = bits;
+                while bits != 0 {
+                    let rule = w * 64 + bits.trailing_zeros() as usize;
+                    bits &= bits - 1;
+                    rows[rule * words + a / 64] |= 1 << (a % 64);
+                }
+            }
+        }
+        Level { atoms, words, rows }
+    }
+
+    fn row(&self, rule: u32) -> &[u64] {
+        let start = rule as usize * self.words;
+        &self.rows[start..start + self.words]
+    }
+
+    /// The bitmap of every atom.
+    fn all(&self) -> Vec<u64> {
+        let mut all = vec![u64::MAX; self.words];
+        let spare = self.words * 64 - self.atoms.len();
+        if spare > 0 {
+            all[self.words - 1] >>= spare;
+        }
+        all
+    }
+}
+
 /// An address family with or without ports: the flow space is the union of four such products.
 struct Subspace {
     v6: bool,
     ported: bool,
     /// The atoms of each level; a portless subspace's port levels have one atom, "no port".
-    levels: [Vec<Atom>; LEVELS],
+    levels: [Rc<Level>; LEVELS],
     /// `full_from[k]`: the rules that match every flow of this subspace on levels `k..`.
     full_from: [Vec<u64>; LEVELS + 1],
+}
+
+/// A branch being formed: atoms of one field that, so far, match the same rules.
+struct Group {
+    atoms: Vec<u64>,
+    /// The rules matching every atom of the group (and the branch above), ascending by stage.
+    rules: Vec<u32>,
+    /// Per stage, how many of its kept rules match every flow below the branch.
+    full_seen: Vec<u32>,
+    /// Whether a platform refiner is among `rules`: then no rule is left out.
+    platform: bool,
 }
 
 /// The flow space of one direction at a NIC, ready to walk, for one or more policies of that
@@ -124,8 +179,10 @@ pub struct Analysis<'p> {
     stage_ranges: Vec<(usize, usize)>,
     /// Where each policy's stages start in `stage_ranges`.
     policy_stages: Vec<usize>,
-    /// The platform refiners' bits: while one may hold, every rule matters.
-    platform: Vec<u64>,
+    /// The stage (index into `stage_ranges`) of every stage rule, in classifier order.
+    stage_of: Vec<u32>,
+    /// `[start, end)` of the platform refiners in the classifier's rule order.
+    platform: (usize, usize),
     /// Index of the first caller refiner in the classifier's rule order.
     refiners_start: usize,
     depth: u32,
@@ -136,8 +193,9 @@ pub struct Analysis<'p> {
 pub struct Leaf<'a> {
     analysis: &'a Analysis<'a>,
     subspace: &'a Subspace,
-    path: &'a [Vec<u32>; LEVELS],
-    bits: &'a [u64],
+    path: &'a [Vec<u64>; LEVELS],
+    /// The rules that match the region and may decide, ascending.
+    rules: &'a [u32],
     example: Flow,
 }
 
@@ -196,18 +254,18 @@ impl<'p> Analysis<'p> {
             },
         };
         let classifier = Classifier::build(&rules, &domains);
-        let words = rules.len().div_ceil(64).max(1);
-        let mut platform = vec![0u64; words];
-        for i in platform_start..platform_end {
-            platform[i / 64] |= 1 << (i % 64);
+        let mut stage_of = vec![0u32; platform_start];
+        for (s, &(start, end)) in stage_ranges.iter().enumerate() {
+            stage_of[start..end].fill(s as u32);
         }
         let mut analysis = Analysis {
+            stage_of,
+            platform: (platform_start, platform_end),
             direction,
             policies: policies.to_vec(),
             classifier,
             stage_ranges,
             policy_stages,
-            platform,
             refiners_start,
             depth: match precision {
                 Precision::FirstMatch => 1,
@@ -216,8 +274,10 @@ impl<'p> Analysis<'p> {
             subspaces: Vec::new(),
         };
         for v6 in [false, true] {
+            // The address fields are the same with and without ports: built once.
+            let mut addresses = None;
             for ported in [true, false] {
-                if let Some(subspace) = analysis.subspace(space, v6, ported) {
+                if let Some(subspace) = analysis.subspace(space, v6, ported, &mut addresses) {
                     analysis.subspaces.push(subspace);
                 }
             }
@@ -234,7 +294,13 @@ impl<'p> Analysis<'p> {
     }
 
     /// The atoms of one family with or without ports, or `None` if no flow of `space` is there.
-    fn subspace(&self, space: &FlowBox, v6: bool, ported: bool) -> Option<Subspace> {
+    fn subspace(
+        &self,
+        space: &FlowBox,
+        v6: bool,
+        ported: bool,
+        addresses: &mut Option<(Rc<Level>, Rc<Level>)>,
+    ) -> Option<Subspace> {
         let c = &self.classifier;
         let (local_axis, remote_axis, local_port, remote_port) = match (self.direction, v6) {
             (Direction::Inbound, false) => (
@@ -284,21 +350,38 @@ impl<'p> Analysis<'p> {
             return None;
         }
         let local_is_source = self.direction == Direction::Outbound;
-        let levels = [
-            clip(c.atoms(AxisId::Protocol), &protocols),
-            c.atoms(local_axis),
-            port_level(local_port, &space.local_ports, local_is_source),
-            port_level(remote_port, &space.remote_ports, !local_is_source),
-            c.atoms(remote_axis),
-        ];
-        if levels.iter().any(|atoms| atoms.is_empty()) {
+        let protocol_atoms = clip(c.atoms(AxisId::Protocol), &protocols);
+        let local_port_atoms = port_level(local_port, &space.local_ports, local_is_source);
+        let remote_port_atoms = port_level(remote_port, &space.remote_ports, !local_is_source);
+        if [&protocol_atoms, &local_port_atoms, &remote_port_atoms]
+            .iter()
+            .any(|atoms| atoms.is_empty())
+        {
             return None;
         }
+        let (local, remote) = addresses
+            .get_or_insert_with(|| {
+                (
+                    Rc::new(Level::new(c.atoms(local_axis), c)),
+                    Rc::new(Level::new(c.atoms(remote_axis), c)),
+                )
+            })
+            .clone();
+        if local.atoms.is_empty() || remote.atoms.is_empty() {
+            return None;
+        }
+        let levels = [
+            Rc::new(Level::new(protocol_atoms, c)),
+            local,
+            Rc::new(Level::new(local_port_atoms, c)),
+            Rc::new(Level::new(remote_port_atoms, c)),
+            remote,
+        ];
         let words = c.rule_count().div_ceil(64).max(1);
         let mut full_from: [Vec<u64>; LEVELS + 1] = std::array::from_fn(|_| vec![u64::MAX; words]);
         for k in (0..LEVELS).rev() {
             let mut all = full_from[k + 1].clone();
-            for atom in &levels[k] {
+            for atom in &levels[k].atoms {
                 and_into(&mut all, c.class_bits(atom.class));
             }
             full_from[k] = all;
@@ -313,11 +396,10 @@ impl<'p> Analysis<'p> {
 
     /// Visits every region once; `visit` may stop the walk early.
     pub fn walk(&self, mut visit: impl FnMut(&Leaf<'_>) -> ControlFlow<()>) -> ControlFlow<()> {
-        let words = self.classifier.rule_count().div_ceil(64).max(1);
+        let every_rule: Vec<u32> = (0..self.classifier.rule_count() as u32).collect();
         for subspace in &self.subspaces {
-            let mut path: [Vec<u32>; LEVELS] = Default::default();
-            let everything = vec![u64::MAX; words];
-            self.descend(subspace, 0, &everything, &mut path, &mut visit)?;
+            let mut path: [Vec<u64>; LEVELS] = Default::default();
+            self.descend(subspace, 0, &every_rule, &mut path, &mut visit)?;
         }
         ControlFlow::Continue(())
     }
@@ -326,8 +408,8 @@ impl<'p> Analysis<'p> {
         &self,
         subspace: &Subspace,
         level: usize,
-        bits: &[u64],
-        path: &mut [Vec<u32>; LEVELS],
+        rules: &[u32],
+        path: &mut [Vec<u64>; LEVELS],
         visit: &mut impl FnMut(&Leaf<'_>) -> ControlFlow<()>,
     ) -> ControlFlow<()> {
         if level == LEVELS {
@@ -335,72 +417,58 @@ impl<'p> Analysis<'p> {
                 analysis: self,
                 subspace,
                 path,
-                bits,
+                rules,
                 example: self.example(subspace, path),
             };
             return visit(&leaf);
         }
+        let field = &subspace.levels[level];
         let full = &subspace.full_from[level + 1];
-        let mut groups: Vec<(Box<[u64]>, Vec<u32>)> = Vec::new();
-        let mut index: FxHashMap<Box<[u64]>, usize> = FxHashMap::default();
-        let mut scratch = vec![0u64; bits.len()];
-        for (i, atom) in subspace.levels[level].iter().enumerate() {
-            for ((s, &b), &c) in scratch
-                .iter_mut()
-                .zip(bits)
-                .zip(self.classifier.class_bits(atom.class))
-            {
-                *s = b & c;
-            }
-            self.truncate(&mut scratch, full);
-            match index.get(scratch.as_slice()) {
-                Some(&g) => groups[g].1.push(i as u32),
-                None => {
-                    let key: Box<[u64]> = scratch.as_slice().into();
-                    index.insert(key.clone(), groups.len());
-                    groups.push((key, vec![i as u32]));
-                }
-            }
+        let mut groups = vec![Group {
+            atoms: field.all(),
+            rules: Vec::new(),
+            full_seen: vec![0; self.stage_ranges.len()],
+            platform: false,
+        }];
+        // Refiners first (they come last in rule order), so that every group knows whether
+        // platform traffic may be in it before any stage's rules are left out.
+        let first_refiner = rules.partition_point(|&r| (r as usize) < self.platform.0);
+        let (stage_rules, refiner_rules) = rules.split_at(first_refiner);
+        for &rule in refiner_rules {
+            let platform = (self.platform.0..self.platform.1).contains(&(rule as usize));
+            split(&mut groups, field.row(rule), |g| {
+                g.rules.push(rule);
+                g.platform |= platform;
+                true
+            });
         }
-        drop(index);
-        for (next, members) in groups {
-            path[level] = members;
-            self.descend(subspace, level + 1, &next, path, visit)?;
+        for &rule in stage_rules {
+            let stage = self.stage_of[rule as usize] as usize;
+            let is_full = full[rule as usize / 64] & (1 << (rule % 64)) != 0;
+            split(&mut groups, field.row(rule), |g| {
+                if !g.platform && g.full_seen[stage] >= self.depth {
+                    return false;
+                }
+                g.rules.push(rule);
+                g.full_seen[stage] += u32::from(is_full);
+                true
+            });
+        }
+        for mut group in groups {
+            // The branch's atoms, as a bitmap: most regions are never materialised.
+            group.rules.sort_unstable();
+            path[level] = group.atoms;
+            self.descend(subspace, level + 1, &group.rules, path, visit)?;
         }
         ControlFlow::Continue(())
     }
 
-    /// Clears, in each stage, the rules after its `depth`th rule that is sure to match
-    /// (`full`): they can never come first. Not while platform traffic may be in the branch.
-    fn truncate(&self, bits: &mut [u64], full: &[u64]) {
-        if bits.iter().zip(&self.platform).any(|(b, p)| b & p != 0) {
-            return;
-        }
-        for &(start, end) in &self.stage_ranges {
-            let mut seen = 0;
-            let mut cut = None;
-            for rule in BitsIn::new(bits, start, end) {
-                if full[rule / 64] & (1 << (rule % 64)) != 0 {
-                    seen += 1;
-                    if seen == self.depth {
-                        cut = Some(rule + 1);
-                        break;
-                    }
-                }
-            }
-            if let Some(from) = cut {
-                clear_range(bits, from, end);
-            }
-        }
-    }
-
     /// A flow of the region of `path`: each field's value from its first atom.
-    fn example(&self, subspace: &Subspace, path: &[Vec<u32>; LEVELS]) -> Flow {
-        let first = |level: usize| &subspace.levels[level][path[level][0] as usize].intervals;
-        let protocols: Vec<(u128, u128)> = path[PROTOCOL]
-            .iter()
-            .flat_map(|&a| {
-                subspace.levels[PROTOCOL][a as usize]
+    fn example(&self, subspace: &Subspace, path: &[Vec<u64>; LEVELS]) -> Flow {
+        let first = |level: usize| &subspace.levels[level].atoms[first_bit(&path[level])].intervals;
+        let protocols: Vec<(u128, u128)> = set_bits(&path[PROTOCOL])
+            .flat_map(|a| {
+                subspace.levels[PROTOCOL].atoms[a]
                     .intervals
                     .iter()
                     .copied()
@@ -458,8 +526,8 @@ impl Leaf<'_> {
 
     /// Whether the region lies inside refiner `i` (else it lies wholly outside).
     pub fn inside(&self, refiner: usize) -> bool {
-        let bit = self.analysis.refiners_start + refiner;
-        self.bits[bit / 64] & (1 << (bit % 64)) != 0
+        let rule = (self.analysis.refiners_start + refiner) as u32;
+        self.rules.binary_search(&rule).is_ok()
     }
 
     /// The rules of stage `stage` of policy `policy` that match the region and may come first,
@@ -467,7 +535,10 @@ impl Leaf<'_> {
     pub fn stage_matches(&self, policy: usize, stage: usize) -> Vec<usize> {
         let s = self.analysis.policy_stages[policy] + stage;
         let (start, end) = self.analysis.stage_ranges[s];
-        BitsIn::new(self.bits, start, end)
+        self.rules
+            .iter()
+            .map(|&r| r as usize)
+            .filter(|r| (start..end).contains(r))
             .map(|rule| rule - start)
             .collect()
     }
@@ -476,9 +547,8 @@ impl Leaf<'_> {
     pub fn region(&self) -> Region {
         let s = self.subspace;
         let intervals = |level: usize| -> Vec<(u128, u128)> {
-            let mut all: Vec<(u128, u128)> = self.path[level]
-                .iter()
-                .flat_map(|&a| s.levels[level][a as usize].intervals.iter().copied())
+            let mut all: Vec<(u128, u128)> = set_bits(&self.path[level])
+                .flat_map(|a| s.levels[level].atoms[a].intervals.iter().copied())
                 .collect();
             all.sort_unstable();
             all
@@ -528,62 +598,56 @@ impl Leaf<'_> {
     }
 }
 
-/// The set bits of `bits` in `start..end`, ascending.
-struct BitsIn<'b> {
-    bits: &'b [u64],
-    end: usize,
-    word: usize,
-    current: u64,
-}
-
-impl<'b> BitsIn<'b> {
-    fn new(bits: &'b [u64], start: usize, end: usize) -> BitsIn<'b> {
-        let word = start / 64;
-        let current = if start < end {
-            bits[word] & (u64::MAX << (start % 64))
-        } else {
-            0
+/// Splits every group by `row` (the atoms where a rule matches): the atoms inside that `admit`
+/// accepts (it records the rule in the group) become a group of their own, unless they are the
+/// whole group.
+fn split(groups: &mut Vec<Group>, row: &[u64], mut admit: impl FnMut(&mut Group) -> bool) {
+    for i in 0..groups.len() {
+        let g = &groups[i];
+        let (mut inside, mut outside) = (false, false);
+        for (&a, &r) in g.atoms.iter().zip(row) {
+            inside |= a & r != 0;
+            outside |= a & !r != 0;
+        }
+        if !inside {
+            continue;
+        }
+        if !outside {
+            admit(&mut groups[i]);
+            continue;
+        }
+        let mut part = Group {
+            atoms: g.atoms.iter().zip(row).map(|(&a, &r)| a & r).collect(),
+            rules: g.rules.clone(),
+            full_seen: g.full_seen.clone(),
+            platform: g.platform,
         };
-        BitsIn {
-            bits,
-            end,
-            word,
-            current,
+        if admit(&mut part) {
+            for (a, &r) in groups[i].atoms.iter_mut().zip(row) {
+                *a &= !r;
+            }
+            groups.push(part);
         }
     }
 }
 
-impl Iterator for BitsIn<'_> {
-    type Item = usize;
-    fn next(&mut self) -> Option<usize> {
-        loop {
-            if self.current != 0 {
-                let bit = self.word * 64 + self.current.trailing_zeros() as usize;
-                self.current &= self.current - 1;
-                return (bit < self.end).then_some(bit);
-            }
-            self.word += 1;
-            if self.word * 64 >= self.end {
-                return None;
-            }
-            self.current = self.bits[self.word];
-        }
-    }
+/// The indices of the set bits of `bits`, ascending.
+fn set_bits(bits: &[u64]) -> impl Iterator<Item = usize> + '_ {
+    bits.iter().enumerate().flat_map(|(w, &word)| {
+        let mut word = word;
+        std::iter::from_fn(move || {
+            (word != 0).then(|| {
+                let bit = w * 64 + word.trailing_zeros() as usize;
+                word &= word - 1;
+                bit
+            })
+        })
+    })
 }
 
-fn clear_range(bits: &mut [u64], from: usize, end: usize) {
-    let mut i = from;
-    while i < end {
-        let word = i / 64;
-        let high = ((word + 1) * 64).min(end) - word * 64;
-        let below_high = if high == 64 {
-            u64::MAX
-        } else {
-            (1 << high) - 1
-        };
-        bits[word] &= !(below_high & (u64::MAX << (i % 64)));
-        i = (word + 1) * 64;
-    }
+/// The index of the lowest set bit of a non-empty bitmap.
+fn first_bit(bits: &[u64]) -> usize {
+    set_bits(bits).next().expect("a branch has atoms")
 }
 
 fn and_into(acc: &mut [u64], other: &[u64]) {

@@ -2,6 +2,7 @@
 //! over repeated batches, next to the naive baseline measured in the same run; the workloads are
 //! generated ([`crate::workload`]) and described in the output.
 
+mod analysis;
 mod flow_logs;
 mod namespace;
 mod nft;
@@ -35,6 +36,8 @@ pub enum Workload {
     Verify,
     /// nftables apply times, full and one-rule change, against a naive rendering (needs root).
     Nft,
+    /// The exact analyses (lint, diff, query) on workload (a) and on 1,000 NICs.
+    Analysis,
     /// Flow logging of live traffic: flows/s logged with < 1 % loss, CPU at 10,000 flows/s,
     /// memory per followed connection, in-process events/s (needs root).
     FlowLogs,
@@ -63,6 +66,9 @@ pub fn run(options: &Options) -> Result<()> {
     }
     if want(Workload::Verify) {
         verify(options, 1000, 200, 200_000)?;
+    }
+    if want(Workload::Analysis) {
+        analysis::run(options)?;
     }
     // These need root and make namespaces, so only when asked for by name.
     if w == Workload::Nft {
