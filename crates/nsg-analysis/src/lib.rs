@@ -6,6 +6,7 @@
 //! analyses evaluate one example flow per region with the policy's own evaluator. Pure: no IO.
 
 pub mod partition;
+pub mod query;
 pub mod region;
 
 pub use partition::{Analysis, FlowBox, Leaf, Precision};

@@ -56,6 +56,20 @@ impl FlowBox {
         }
     }
 
+    /// Whether `flow` is in the box.
+    pub fn contains(&self, flow: &Flow) -> bool {
+        let address_in = |set: &Option<PrefixSet>, ip| set.as_ref().is_none_or(|s| s.contains(ip));
+        let port_in = |ranges: &[PortRange], port: Option<u16>| match port {
+            Some(p) if protocol_has_ports(flow.protocol) => ranges.iter().any(|r| r.contains(p)),
+            _ => covers_all_ports(ranges),
+        };
+        self.protocols.contains(flow.protocol)
+            && address_in(&self.local, flow.local.ip)
+            && address_in(&self.remote, flow.remote.ip)
+            && port_in(&self.local_ports, flow.local.port)
+            && port_in(&self.remote_ports, flow.remote.port)
+    }
+
     fn includes_portless(&self) -> bool {
         covers_all_ports(&self.local_ports) && covers_all_ports(&self.remote_ports)
     }
@@ -467,12 +481,7 @@ impl<'p> Analysis<'p> {
     fn example(&self, subspace: &Subspace, path: &[Vec<u64>; LEVELS]) -> Flow {
         let first = |level: usize| &subspace.levels[level].atoms[first_bit(&path[level])].intervals;
         let protocols: Vec<(u128, u128)> = set_bits(&path[PROTOCOL])
-            .flat_map(|a| {
-                subspace.levels[PROTOCOL].atoms[a]
-                    .intervals
-                    .iter()
-                    .copied()
-            })
+            .flat_map(|a| subspace.levels[PROTOCOL].atoms[a].intervals.iter().copied())
             .collect();
         let protocol = [
             ip_proto::TCP,
