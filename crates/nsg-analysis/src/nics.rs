@@ -1,0 +1,25 @@
+//! The NICs of a model, compiled for analysis.
+
+use nsg_model::Model;
+use nsg_policy::compiled::CompiledPolicy;
+use nsg_policy::resolve::ResolveError;
+use nsg_policy::{Resolver, Settings};
+use nsg_tags::Catalog;
+
+/// Every NIC of `model`, resolved against `catalog` and compiled, in the model's order.
+pub fn compile_all(
+    model: &Model,
+    catalog: &Catalog,
+    settings: Settings,
+) -> Result<Vec<CompiledPolicy>, ResolveError> {
+    let mut resolver = Resolver::new(model, catalog, settings);
+    let policies = model
+        .network_interfaces
+        .iter()
+        .map(|nic| resolver.resolve(nic))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(policies
+        .into_iter()
+        .map(|policy| CompiledPolicy::build(policy, &resolver.sets, settings))
+        .collect())
+}
