@@ -172,6 +172,12 @@ struct Subspace {
     full_from: [Vec<u64>; LEVELS + 1],
 }
 
+/// What one walk covers.
+struct Walk {
+    /// Only the flows this rule (in classifier order) matches.
+    within: Option<u32>,
+}
+
 /// A branch being formed: atoms of one field that, so far, match the same rules.
 struct Group {
     atoms: Vec<u64>,
@@ -409,17 +415,40 @@ impl<'p> Analysis<'p> {
     }
 
     /// Visits every region once; `visit` may stop the walk early.
-    pub fn walk(&self, mut visit: impl FnMut(&Leaf<'_>) -> ControlFlow<()>) -> ControlFlow<()> {
+    pub fn walk(&self, visit: impl FnMut(&Leaf<'_>) -> ControlFlow<()>) -> ControlFlow<()> {
+        self.walk_from(None, visit)
+    }
+
+    /// Visits every region inside the match of rule `rule` of stage `stage` of policy `policy`
+    /// (the flows the rule matches, whatever comes before it): what decides them instead.
+    pub fn walk_within(
+        &self,
+        policy: usize,
+        stage: usize,
+        rule: usize,
+        visit: impl FnMut(&Leaf<'_>) -> ControlFlow<()>,
+    ) -> ControlFlow<()> {
+        let (start, _) = self.stage_ranges[self.policy_stages[policy] + stage];
+        self.walk_from(Some((start + rule) as u32), visit)
+    }
+
+    fn walk_from(
+        &self,
+        within: Option<u32>,
+        mut visit: impl FnMut(&Leaf<'_>) -> ControlFlow<()>,
+    ) -> ControlFlow<()> {
         let every_rule: Vec<u32> = (0..self.classifier.rule_count() as u32).collect();
+        let walk = Walk { within };
         for subspace in &self.subspaces {
             let mut path: [Vec<u64>; LEVELS] = Default::default();
-            self.descend(subspace, 0, &every_rule, &mut path, &mut visit)?;
+            self.descend(&walk, subspace, 0, &every_rule, &mut path, &mut visit)?;
         }
         ControlFlow::Continue(())
     }
 
     fn descend(
         &self,
+        walk: &Walk,
         subspace: &Subspace,
         level: usize,
         rules: &[u32],
@@ -438,8 +467,17 @@ impl<'p> Analysis<'p> {
         }
         let field = &subspace.levels[level];
         let full = &subspace.full_from[level + 1];
+        let mut atoms = field.all();
+        if let Some(rule) = walk.within {
+            for (a, &r) in atoms.iter_mut().zip(field.row(rule)) {
+                *a &= r;
+            }
+            if atoms.iter().all(|&a| a == 0) {
+                return ControlFlow::Continue(());
+            }
+        }
         let mut groups = vec![Group {
-            atoms: field.all(),
+            atoms,
             rules: Vec::new(),
             full_seen: vec![0; self.stage_ranges.len()],
             platform: false,
@@ -472,7 +510,7 @@ impl<'p> Analysis<'p> {
             // The branch's atoms, as a bitmap: most regions are never materialised.
             group.rules.sort_unstable();
             path[level] = group.atoms;
-            self.descend(subspace, level + 1, &group.rules, path, visit)?;
+            self.descend(walk, subspace, level + 1, &group.rules, path, visit)?;
         }
         ControlFlow::Continue(())
     }

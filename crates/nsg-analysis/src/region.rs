@@ -3,6 +3,7 @@
 use nsg_model::rule::{protocol_has_ports, Direction, PortRange};
 use nsg_policy::Flow;
 use nsg_tags::PrefixSet;
+use serde::Serialize;
 use std::collections::HashMap;
 
 /// A set of flows at a NIC in one direction: the product of its fields' sets.
@@ -146,4 +147,72 @@ pub fn merge_protocols(mut ranges: Vec<(u8, u8)>) -> Vec<(u8, u8)> {
         }
     }
     merged
+}
+
+/// A region in packet terms (the source sends), as reports print it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RegionReport {
+    /// Protocol names or numbers, and ranges of numbers (`0-5`).
+    pub protocols: Vec<String>,
+    pub source: Vec<String>,
+    /// Absent for protocols without ports.
+    pub source_ports: Option<Vec<String>>,
+    pub destination: Vec<String>,
+    pub destination_ports: Option<Vec<String>>,
+}
+
+impl Region {
+    pub fn report(&self) -> RegionReport {
+        let protocols = self
+            .protocols
+            .iter()
+            .map(|&(low, high)| {
+                if low == high {
+                    crate::example::protocol_name(low)
+                } else if (low, high) == (0, u8::MAX) {
+                    "*".to_string()
+                } else {
+                    format!("{low}-{high}")
+                }
+            })
+            .collect();
+        let addresses = |set: &PrefixSet| -> Vec<String> {
+            if set.is_everything() {
+                vec!["*".into()]
+            } else {
+                set.to_cidrs().iter().map(|n| n.to_string()).collect()
+            }
+        };
+        let ports = |ports: &Option<Vec<PortRange>>| {
+            ports.as_ref().map(|ranges| {
+                ranges
+                    .iter()
+                    .map(|r| match (r.low, r.high) {
+                        (0, u16::MAX) => "*".to_string(),
+                        (l, h) if l == h => l.to_string(),
+                        (l, h) => format!("{l}-{h}"),
+                    })
+                    .collect()
+            })
+        };
+        let (local, local_ports) = (addresses(&self.local), ports(&self.local_ports));
+        let (remote, remote_ports) = (addresses(&self.remote), ports(&self.remote_ports));
+        match self.direction {
+            Direction::Inbound => RegionReport {
+                protocols,
+                source: remote,
+                source_ports: remote_ports,
+                destination: local,
+                destination_ports: local_ports,
+            },
+            Direction::Outbound => RegionReport {
+                protocols,
+                source: local,
+                source_ports: local_ports,
+                destination: remote,
+                destination_ports: remote_ports,
+            },
+        }
+    }
 }

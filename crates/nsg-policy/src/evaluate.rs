@@ -347,7 +347,7 @@ fn side_contains(side: SideMatch, sets: &SetArena, ip: IpAddr) -> bool {
 
 /// DHCP with the host (168.63.129.16, or broadcast before an address is leased): always allowed,
 /// no tag can deny it.
-pub(crate) fn is_dhcp(flow: &Flow) -> bool {
+pub fn is_dhcp(flow: &Flow) -> bool {
     flow.direction == Direction::Outbound
         && flow.protocol == ip_proto::UDP
         && flow.remote.port == Some(67)

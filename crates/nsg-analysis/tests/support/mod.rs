@@ -73,17 +73,22 @@ pub fn environment(subnet_rules: &[Value], nic_rules: &[Value]) -> Value {
     ])
 }
 
-/// The compiled policy of nic1 in `env`.
-pub fn nic1(env: &Value, settings: Settings) -> CompiledPolicy {
+/// The validated model of `env` (no tag file: built-in tags only).
+pub fn model(env: &Value) -> nsg_model::Model {
     let mut environment = nsg_model::Environment::new();
     environment
         .add_value("generated", env.clone())
         .expect("generated environments load");
-    let catalog = Catalog::new();
-    let model = match nsg_model::validate(&environment, &catalog) {
+    match nsg_model::validate(&environment, &Catalog::new()) {
         Ok(model) => model,
         Err(errors) => panic!("generator bug: {errors:?}"),
-    };
+    }
+}
+
+/// The compiled policy of nic1 in `env`.
+pub fn nic1(env: &Value, settings: Settings) -> CompiledPolicy {
+    let catalog = Catalog::new();
+    let model = model(env);
     let nic = model
         .network_interfaces
         .iter()
@@ -177,9 +182,20 @@ pub fn environment_strategy(max_rules: usize) -> impl Strategy<Value = Value> {
 /// interval of every field, made of the starts of every set and port range the policy names
 /// (and of the platform exceptions'), so that every distinction the evaluator can make shows.
 pub fn brute_flows(policies: &[&CompiledPolicy], direction: Direction) -> Vec<Flow> {
+    brute_flows_with(policies, direction, &[])
+}
+
+/// [`brute_flows`], with `extra_ports` also starting elementary intervals (the edges of an
+/// analysis's own boxes).
+pub fn brute_flows_with(
+    policies: &[&CompiledPolicy],
+    direction: Direction,
+    extra_ports: &[u16],
+) -> Vec<Flow> {
     let mut v4: BTreeSet<u32> = [0].into();
     let mut v6: BTreeSet<u128> = [0].into();
-    let platform_ports: BTreeSet<u16> = [0, 25, 53, 67, 80, 1688].into();
+    let mut platform_ports: BTreeSet<u16> = [0, 25, 53, 67, 80, 1688].into();
+    platform_ports.extend(extra_ports);
     let (mut source_ports, mut destination_ports) = (platform_ports.clone(), platform_ports);
     for policy in policies {
         let sets = policy.sets();
@@ -271,4 +287,61 @@ pub fn brute_flows(policies: &[&CompiledPolicy], direction: Direction) -> Vec<Fl
         }
     }
     flows
+}
+
+/// Whether a reported region (in packet terms, as printed) holds the example's flow: the
+/// printed form is what users read, so the tests read it too.
+pub fn report_contains(
+    region: &nsg_analysis::region::RegionReport,
+    example: &nsg_analysis::example::Example,
+) -> bool {
+    let address_in = |list: &[String], ip: IpAddr| {
+        list.iter()
+            .any(|a| a == "*" || a.parse::<ipnet::IpNet>().is_ok_and(|n| n.contains(&ip)))
+    };
+    let range_in = |list: &[String], value: u16| {
+        list.iter().any(|r| match r.as_str() {
+            "*" => true,
+            r => match r.split_once('-') {
+                Some((l, h)) => {
+                    l.parse::<u16>().unwrap() <= value && value <= h.parse::<u16>().unwrap()
+                }
+                None => r.parse::<u16>().unwrap() == value,
+            },
+        })
+    };
+    let ports_in = |list: &Option<Vec<String>>, port: Option<u16>| match (list, port) {
+        (Some(list), Some(p)) => range_in(list, p),
+        (None, None) => true,
+        _ => false,
+    };
+    let number = protocol_number(&example.protocol);
+    let protocol_in = region.protocols.iter().any(|p| {
+        p == "*"
+            || *p == example.protocol
+            || match p.split_once('-') {
+                Some((l, h)) => {
+                    l.parse::<u8>().unwrap() <= number && number <= h.parse::<u8>().unwrap()
+                }
+                None => p.parse::<u8>().is_ok_and(|n| n == number),
+            }
+    });
+    protocol_in
+        && address_in(&region.source, example.source)
+        && address_in(&region.destination, example.destination)
+        && ports_in(&region.source_ports, example.source_port)
+        && ports_in(&region.destination_ports, example.destination_port)
+}
+
+/// The protocol number of a name as examples print it.
+pub fn protocol_number(name: &str) -> u8 {
+    match name {
+        "TCP" => 6,
+        "UDP" => 17,
+        "ICMP" => 1,
+        "ICMPv6" => 58,
+        "ESP" => 50,
+        "AH" => 51,
+        n => n.parse().expect("a protocol name or number"),
+    }
 }
