@@ -39,6 +39,29 @@ impl Example {
     }
 }
 
+impl Example {
+    /// The flow as `opennsg verify` options: `--nic … --direction … --protocol … --local … --remote …`.
+    pub fn verify_options(&self) -> String {
+        let end = |ip: IpAddr, port: Option<u16>| nsg_policy::Endpoint { ip, port }.to_string();
+        let source = end(self.source, self.source_port);
+        let destination = end(self.destination, self.destination_port);
+        let (local, remote) = match self.direction {
+            "Inbound" => (destination, source),
+            _ => (source, destination),
+        };
+        // `verify` names tcp, udp, icmp, esp and ah; numbers for the rest.
+        let protocol = match self.protocol.as_str() {
+            "ICMPv6" => "58".to_string(),
+            name => name.to_lowercase(),
+        };
+        format!(
+            "--nic {} --direction {} --protocol {protocol} --local {local} --remote {remote}",
+            self.nic,
+            self.direction.to_lowercase(),
+        )
+    }
+}
+
 /// `TCP`, `UDP`, `ICMP`, `ICMPv6`, `ESP`, `AH`, else the number (as `verify --protocol` takes it).
 pub fn protocol_name(number: u8) -> String {
     let name = nsg_model::rule::protocol_name(number);

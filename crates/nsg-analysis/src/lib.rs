@@ -5,6 +5,7 @@
 //! every flow meets the same rules first, from the classifier's elementary intervals; the
 //! analyses evaluate one example flow per region with the policy's own evaluator. Pure: no IO.
 
+pub mod addresses;
 pub mod diff;
 pub mod example;
 pub mod lint;

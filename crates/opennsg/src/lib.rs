@@ -13,6 +13,7 @@ pub mod live_flows;
 pub mod owners;
 pub mod query;
 pub mod replay;
+pub mod sarif;
 pub mod tag_cache;
 pub mod tags;
 pub mod workload;

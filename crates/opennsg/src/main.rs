@@ -73,6 +73,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Lint the NSGs over every flow of every NIC they reach: shadowed, redundant and
+    /// never-applying rules, rules open to the Internet, tag changes, unused NSGs and ASGs.
+    /// Exit 0 without findings, 1 with findings, 2 for bad input.
+    Lint(commands::lint::LintArgs),
+    /// Where two environments decide differently: regions of flows per NIC and direction, each
+    /// with an example. Exit 0 same behaviour, 1 different, 2 bad input.
+    Diff(commands::diff::DiffArgs),
+    /// Prove that every flow of a set gets the expected verdict, or give a counterexample.
+    /// Exit 0 holds, 1 does not, 2 bad input.
+    Query(commands::query::QueryArgs),
     /// Replay a packet capture through the NSGs: a summary of what each rule allowed and denied,
     /// and Azure's flow logs. Exit 0, or 2 for bad input.
     Replay(commands::replay::ReplayArgs),
@@ -204,6 +214,9 @@ fn run(cli: Cli) -> Result<u8> {
             verify(&loaded, &nic, &flow, json, explain)
         }
         Command::Effective { env, nic, json } => effective(&load(&env)?, &nic, json),
+        Command::Lint(args) => commands::lint::lint(args),
+        Command::Diff(args) => commands::diff::diff(args),
+        Command::Query(args) => commands::query::query(args),
         Command::Replay(args) => commands::replay::replay(args),
         Command::Serve(args) => commands::serve::serve(args),
         Command::Enforce(args) => commands::enforce::enforce(args),

@@ -1,6 +1,9 @@
 //! The binary's longer commands, one module each; `main.rs` parses and dispatches.
 
+pub(crate) mod diff;
 pub(crate) mod enforce;
+pub(crate) mod lint;
+pub(crate) mod query;
 pub(crate) mod replay;
 pub(crate) mod serve;
 
