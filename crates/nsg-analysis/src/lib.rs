@@ -9,6 +9,7 @@ pub mod addresses;
 pub mod diff;
 pub mod example;
 pub mod lint;
+pub mod matrix;
 pub mod nics;
 pub mod partition;
 pub mod query;

@@ -18,8 +18,9 @@ pub fn compile_all(
         .iter()
         .map(|nic| resolver.resolve(nic))
         .collect::<Result<Vec<_>, _>>()?;
+    let sets = std::sync::Arc::new(std::mem::take(&mut resolver.sets));
     Ok(policies
         .into_iter()
-        .map(|policy| CompiledPolicy::build(policy, &resolver.sets, settings))
+        .map(|policy| CompiledPolicy::build_shared(policy, sets.clone(), settings))
         .collect())
 }

@@ -305,6 +305,20 @@ impl<'p> Analysis<'p> {
         analysis
     }
 
+    /// How many combinations of one atom per field the flow space has: the flows a brute force
+    /// over the reduced flow space would decide.
+    pub fn atom_combinations(&self) -> f64 {
+        self.subspaces
+            .iter()
+            .map(|s| {
+                s.levels
+                    .iter()
+                    .map(|l| l.atoms.len() as f64)
+                    .product::<f64>()
+            })
+            .sum()
+    }
+
     pub fn direction(&self) -> Direction {
         self.direction
     }
@@ -416,11 +430,15 @@ impl<'p> Analysis<'p> {
 
     /// Visits every region once; `visit` may stop the walk early.
     pub fn walk(&self, visit: impl FnMut(&Leaf<'_>) -> ControlFlow<()>) -> ControlFlow<()> {
-        self.walk_from(None, visit)
+        let every_rule: Vec<u32> = (0..self.classifier.rule_count() as u32).collect();
+        self.walk_from(None, &every_rule, visit)
     }
 
     /// Visits every region inside the match of rule `rule` of stage `stage` of policy `policy`
     /// (the flows the rule matches, whatever comes before it): what decides them instead.
+    /// The regions are cut by that stage's rules up to `rule` (and the refiners) only, so of the
+    /// leaves' rule lists only [`Leaf::stage_matches`] of that stage is meaningful — which
+    /// keeps the walk of one rule's match as short as the rules before it.
     pub fn walk_within(
         &self,
         policy: usize,
@@ -429,19 +447,23 @@ impl<'p> Analysis<'p> {
         visit: impl FnMut(&Leaf<'_>) -> ControlFlow<()>,
     ) -> ControlFlow<()> {
         let (start, _) = self.stage_ranges[self.policy_stages[policy] + stage];
-        self.walk_from(Some((start + rule) as u32), visit)
+        let within = (start + rule) as u32;
+        let candidates: Vec<u32> = (start as u32..=within)
+            .chain(self.platform.0 as u32..self.classifier.rule_count() as u32)
+            .collect();
+        self.walk_from(Some(within), &candidates, visit)
     }
 
     fn walk_from(
         &self,
         within: Option<u32>,
+        candidates: &[u32],
         mut visit: impl FnMut(&Leaf<'_>) -> ControlFlow<()>,
     ) -> ControlFlow<()> {
-        let every_rule: Vec<u32> = (0..self.classifier.rule_count() as u32).collect();
         let walk = Walk { within };
         for subspace in &self.subspaces {
             let mut path: [Vec<u64>; LEVELS] = Default::default();
-            self.descend(&walk, subspace, 0, &every_rule, &mut path, &mut visit)?;
+            self.descend(&walk, subspace, 0, candidates, &mut path, &mut visit)?;
         }
         ControlFlow::Continue(())
     }

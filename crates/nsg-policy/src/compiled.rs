@@ -37,7 +37,8 @@ struct CompiledDirection {
 #[derive(Clone, Debug)]
 pub struct CompiledPolicy {
     policy: NicPolicy,
-    sets: SetArena,
+    /// Shared by the NICs compiled from one resolver ([`CompiledPolicy::build_shared`]).
+    sets: std::sync::Arc<SetArena>,
     settings: Settings,
     inbound: CompiledDirection,
     outbound: CompiledDirection,
@@ -110,13 +111,23 @@ fn compile_direction(
 }
 
 impl CompiledPolicy {
-    /// Compiles `policy`, whose sets live in `sets`. Only the sets the policy uses are kept.
+    /// Compiles `policy`, whose sets live in `sets` (copied).
     pub fn build(policy: NicPolicy, sets: &SetArena, settings: Settings) -> CompiledPolicy {
+        Self::build_shared(policy, std::sync::Arc::new(sets.clone()), settings)
+    }
+
+    /// Compiles `policy` on an arena shared with other NICs' policies: compiling every NIC of a
+    /// large model copies no sets.
+    pub fn build_shared(
+        policy: NicPolicy,
+        sets: std::sync::Arc<SetArena>,
+        settings: Settings,
+    ) -> CompiledPolicy {
         let local = PrefixSet::from_nets(policy.addresses.iter().copied());
-        let inbound = compile_direction(&policy.inbound, sets, &local, Direction::Inbound);
-        let outbound = compile_direction(&policy.outbound, sets, &local, Direction::Outbound);
+        let inbound = compile_direction(&policy.inbound, &sets, &local, Direction::Inbound);
+        let outbound = compile_direction(&policy.outbound, &sets, &local, Direction::Outbound);
         CompiledPolicy {
-            sets: sets.clone(),
+            sets,
             policy,
             settings,
             inbound,

@@ -10,6 +10,7 @@ pub mod flow_logger;
 pub mod hit_history;
 pub mod inputs;
 pub mod live_flows;
+pub mod matrix_page;
 pub mod owners;
 pub mod query;
 pub mod replay;

@@ -83,6 +83,9 @@ enum Command {
     /// Prove that every flow of a set gets the expected verdict, or give a counterexample.
     /// Exit 0 holds, 1 does not, 2 bad input.
     Query(commands::query::QueryArgs),
+    /// Who can reach whom: NICs (grouped by subnet and ASG) and service tags as rows and
+    /// columns, each cell allow, deny or partial per port, as text, JSON, HTML or SVG.
+    Matrix(commands::matrix::MatrixArgs),
     /// Replay a packet capture through the NSGs: a summary of what each rule allowed and denied,
     /// and Azure's flow logs. Exit 0, or 2 for bad input.
     Replay(commands::replay::ReplayArgs),
@@ -217,6 +220,7 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Lint(args) => commands::lint::lint(args),
         Command::Diff(args) => commands::diff::diff(args),
         Command::Query(args) => commands::query::query(args),
+        Command::Matrix(args) => commands::matrix::matrix(args),
         Command::Replay(args) => commands::replay::replay(args),
         Command::Serve(args) => commands::serve::serve(args),
         Command::Enforce(args) => commands::enforce::enforce(args),

@@ -331,3 +331,162 @@ fn query_proves_or_gives_a_counterexample_verify_confirms() {
     ]);
     assert_eq!(code, 2, "{err}");
 }
+
+/// Debian's Chromium, or `OPENNSG_CHROMIUM`: the matrix test renders the page in a real browser
+/// (`.ci/run` installs it; without it the test fails, it does not skip).
+fn chromium(args: &[&str], profile: &Path) -> std::process::Output {
+    let binary = std::env::var("OPENNSG_CHROMIUM").unwrap_or_else(|_| "chromium".into());
+    std::process::Command::new(&binary)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run {binary} ({e}): install Debian's chromium or set OPENNSG_CHROMIUM")
+        })
+}
+
+/// Pixels of each colour (RGB) in a PNG screenshot.
+fn colour_counts(png_file: &Path, colours: &[[u8; 3]]) -> Vec<usize> {
+    let decoder = png::Decoder::new(std::io::BufReader::new(
+        std::fs::File::open(png_file).expect("the screenshot exists"),
+    ));
+    let mut reader = decoder.read_info().expect("a PNG");
+    let mut buffer = vec![0; reader.output_buffer_size().expect("fits")];
+    let info = reader.next_frame(&mut buffer).expect("a frame");
+    let step = info.color_type.samples();
+    let mut counts = vec![0; colours.len()];
+    for pixel in buffer[..info.buffer_size()].chunks(step) {
+        if let Some(i) = colours.iter().position(|c| pixel[..3] == c[..]) {
+            counts[i] += 1;
+        }
+    }
+    counts
+}
+
+const ALLOW_RGB: [u8; 3] = [0x2e, 0x9e, 0x4f];
+const DENY_RGB: [u8; 3] = [0xc9, 0x35, 0x3b];
+
+#[test]
+fn matrix_page_in_chromium_shows_the_cells_verify_confirms() {
+    let (env, tags) = (repo("tests/fixtures/seed-vms-http.json"), repo(TAGS));
+    let dir = repo("target/tmp/matrix-test");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (html, svg) = (dir.join("matrix.html"), dir.join("matrix.svg"));
+    let (code, out, err) = opennsg(&[
+        "matrix",
+        env.to_str().unwrap(),
+        "--service-tags",
+        tags.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!((code, err.as_str()), (0, ""));
+    let computed = json(&out);
+    let (code, _, err) = opennsg(&[
+        "matrix",
+        env.to_str().unwrap(),
+        "--service-tags",
+        tags.to_str().unwrap(),
+        "--html",
+        html.to_str().unwrap(),
+        "--svg",
+        svg.to_str().unwrap(),
+    ]);
+    assert_eq!((code, err.as_str()), (0, ""));
+
+    // What the browser shows: a screenshot with allowed and denied squares in it.
+    for (page, name) in [(&html, "html"), (&svg, "svg")] {
+        let shot = dir.join(format!("{name}.png"));
+        let run = chromium(
+            &[
+                &format!("--screenshot={}", shot.display()),
+                "--window-size=1200,700",
+                &format!("file://{}", page.display()),
+            ],
+            &dir.join(format!("profile-{name}")),
+        );
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let [allow, deny] = colour_counts(&shot, &[ALLOW_RGB, DENY_RGB])[..] else {
+            unreachable!()
+        };
+        assert!(
+            allow > 500 && deny > 100,
+            "{name}: {allow} allow and {deny} deny pixels"
+        );
+    }
+
+    // The page's cells, as the browser parsed them, against the computed matrix and verify.
+    let run = chromium(
+        &["--dump-dom", &format!("file://{}", html.display())],
+        &dir.join("profile-dom"),
+    );
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let dom = scraper::Html::parse_document(&String::from_utf8_lossy(&run.stdout));
+    let cell_selector = scraper::Selector::parse("td.cell").unwrap();
+    let port_selector = scraper::Selector::parse("span.port").unwrap();
+    let endpoints = computed["endpoints"].as_array().unwrap();
+    let expected_cells = computed["cells"].as_array().unwrap();
+    let shown: Vec<_> = dom.select(&cell_selector).collect();
+    assert_eq!(shown.len(), expected_cells.len());
+    assert_eq!(
+        shown.len(),
+        6 * 5 - 2,
+        "4 NICs and 2 tags, no tag-to-tag cell"
+    );
+    let mut verified = 0;
+    for (td, expected) in shown.iter().zip(expected_cells) {
+        let attr = |name: &str| td.value().attr(name).unwrap_or_default().to_string();
+        let name = |key: &str| endpoints[expected[key].as_u64().unwrap() as usize]["name"].clone();
+        assert_eq!(attr("data-source"), name("source"));
+        assert_eq!(attr("data-destination"), name("destination"));
+        assert_eq!(attr("data-access"), expected["access"]);
+        assert!(attr("title").contains("→"), "hover text");
+        let ports: Vec<_> = td.select(&port_selector).collect();
+        assert_eq!(ports.len(), 4);
+        for (span, port) in ports.iter().zip(expected["ports"].as_array().unwrap()) {
+            let attr = |name: &str| span.value().attr(name).unwrap_or_default();
+            assert_eq!(attr("data-port"), port["port"].to_string());
+            let access = attr("data-access");
+            assert_eq!(access, port["access"]);
+            let allowed: Value = serde_json::from_str(attr("data-allowed")).unwrap();
+            let denied: Value = serde_json::from_str(attr("data-denied")).unwrap();
+            assert_eq!(allowed.as_array().unwrap().is_empty(), access == "deny");
+            assert_eq!(denied.is_null(), access == "allow");
+            for example in allowed.as_array().unwrap() {
+                assert_eq!(verify(&env, &tags, example)["access"], "Allow", "{example}");
+                verified += 1;
+            }
+            if !denied.is_null() {
+                assert_eq!(verify(&env, &tags, &denied)["access"], "Deny", "{denied}");
+                verified += 1;
+            }
+        }
+    }
+    let accesses: Vec<&str> = expected_cells
+        .iter()
+        .map(|c| c["access"].as_str().unwrap())
+        .collect();
+    for kind in ["allow", "partial"] {
+        assert!(accesses.contains(&kind), "the seed shows {kind} cells");
+    }
+    assert!(verified > 100, "{verified} examples verified");
+}

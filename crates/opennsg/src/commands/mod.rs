@@ -3,6 +3,7 @@
 pub(crate) mod diff;
 pub(crate) mod enforce;
 pub(crate) mod lint;
+pub(crate) mod matrix;
 pub(crate) mod query;
 pub(crate) mod replay;
 pub(crate) mod serve;
