@@ -155,8 +155,9 @@ struct RuleFacts {
     /// such flow.
     covered_by: BTreeSet<(u16, String, Access)>,
     covered_example: Option<Example>,
-    /// One of its flows that only the platform decides (DHCP).
-    platform_example: Option<Example>,
+    /// One of its flows that the platform decides, not this rule: DHCP, or traffic to a platform
+    /// service that only rules naming the service's tag decide; with what it is.
+    platform_example: Option<(Example, String)>,
     /// It allows some flow from the Internet to a management port / on every port.
     permissive_management: Option<Example>,
     permissive_any_port: Option<Example>,
@@ -331,10 +332,10 @@ fn walk_nic(
                         fact.covered_example
                             .get_or_insert_with(|| Example::new(&nic.nic, &example));
                     }
-                    // DHCP: the platform decides it, not a rule.
                     None => {
-                        fact.platform_example
-                            .get_or_insert_with(|| Example::new(&nic.nic, &example));
+                        fact.platform_example.get_or_insert_with(|| {
+                            (Example::new(&nic.nic, &example), platform_traffic(&example))
+                        });
                     }
                 }
                 ControlFlow::Continue(())
@@ -356,6 +357,18 @@ fn stage_decider(leaf: &Leaf<'_>, stage: &Stage, s: usize, example: &Flow) -> Op
             .into_iter()
             .find(|&r| stage.rules[r].platform_tag == Some(service)),
         None => matches.first().copied(),
+    }
+}
+
+/// What a flow that no ordinary rule decides is, for a message.
+fn platform_traffic(flow: &Flow) -> String {
+    match evaluate::platform_service(flow) {
+        Some(service) => format!(
+            "{} to the platform, which only rules naming {} decide",
+            flow.remote.ip,
+            service.tag()
+        ),
+        None => "DHCP with the platform, which no rule decides".into(),
     }
 }
 
@@ -437,9 +450,9 @@ fn rule_findings(
                 } else {
                     Severity::Warning
                 },
-                if names.is_empty() {
+                if let (true, Some((_, traffic))) = (names.is_empty(), &fact.platform_example) {
                     format!(
-                        "{} ({}) decides no flow: every flow it matches is DHCP with the platform, which no rule decides.",
+                        "{} ({}) decides no flow: every flow it matches is platform traffic (such as {traffic}).",
                         rule.name,
                         rule.access.as_str()
                     )
@@ -463,7 +476,7 @@ fn rule_findings(
             f.example = fact
                 .covered_example
                 .clone()
-                .or(fact.platform_example.clone());
+                .or(fact.platform_example.map(|(example, _)| example));
             findings.push(f);
         }
         Some(decided) if !fact.matters => {

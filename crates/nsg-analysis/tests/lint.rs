@@ -135,6 +135,33 @@ fn flow_of(example: &nsg_analysis::example::Example) -> (String, Flow) {
     )
 }
 
+/// A rule matching only DNS to the platform (168.63.129.16:53) decides nothing, because only
+/// rules naming AzurePlatformDNS decide such flows; lint said it was all DHCP, and the oracle
+/// expected DHCP only.
+#[test]
+fn shadowed_by_platform_dns_is_not_called_dhcp() {
+    let rule = serde_json::json!({"protocol": "*", "access": "Deny", "direction": "Outbound",
+        "priority": 150, "sourceAddressPrefix": "10.0.0.0/16",
+        "destinationAddressPrefix": "168.63.129.16", "sourcePortRange": "*",
+        "destinationPortRange": "53"});
+    let model = support::model(&support::environment(&[rule], &[]));
+    let findings = lint(&model, &Catalog::new(), Settings::default(), None).unwrap();
+    let shadowed = finding(&findings, Code::ShadowedRule, "subnet-nsg", "r0").expect("shadowed");
+    assert!(shadowed.covered_by.is_empty(), "{shadowed:?}");
+    assert!(
+        shadowed
+            .message
+            .contains("only rules naming AzurePlatformDNS decide"),
+        "{}",
+        shadowed.message
+    );
+    let (_, flow) = flow_of(shadowed.example.as_ref().expect("example"));
+    assert_eq!(
+        evaluate::platform_service(&flow),
+        Some(nsg_policy::resolve::PlatformService::Dns)
+    );
+}
+
 proptest! {
     // Each case brute-forces two NICs with the management ports' edges: a few seconds unoptimised.
     #![proptest_config(ProptestConfig { cases: 20, ..ProptestConfig::default() })]
@@ -172,7 +199,11 @@ proptest! {
                 if f.code == Code::ShadowedRule {
                     match decider {
                         Some(d) => prop_assert!(f.covered_by.contains(&d), "{:?}", f),
-                        None => prop_assert!(f.covered_by.is_empty() && evaluate::is_dhcp(&flow), "{:?}", f),
+                        None => prop_assert!(
+                            f.covered_by.is_empty()
+                                && (evaluate::is_dhcp(&flow) || evaluate::platform_service(&flow).is_some()),
+                            "{:?}", f
+                        ),
                     }
                     let r = stage.rules.iter().find(|r| &r.name == rule).unwrap();
                     prop_assert!(match_fields(r, policy.sets(), &flow).all(), "{:?} not matched by {}", flow, rule);
