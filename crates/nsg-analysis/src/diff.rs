@@ -75,13 +75,13 @@ pub fn differences(
         let mut index: HashMap<(Side, Side), usize> = HashMap::new();
         let _ = analysis.walk(|leaf| {
             let example = leaf.example();
-            let (o, n) = (old.classify(example), new.classify(example));
+            let (o, n) = (leaf.verdict(0, None), leaf.verdict(1, None));
             if o.access == n.access && compare == Compare::Verdicts {
                 return ControlFlow::Continue(());
             }
             let (o, n) = (
-                Side::of(&old.decide(example)),
-                Side::of(&new.decide(example)),
+                Side::of(&old.decision_of(o, example)),
+                Side::of(&new.decision_of(n, example)),
             );
             if o == n {
                 return ControlFlow::Continue(());

@@ -274,7 +274,7 @@ fn walk_nic(
     let mut decided_here: HashSet<(usize, usize)> = HashSet::new();
     let _ = analysis.walk(|leaf| {
         let example = *leaf.example();
-        let verdict = policy.classify(&example);
+        let verdict = leaf.verdict(0, None);
         for (s, stage) in stages.iter().enumerate() {
             let Some(r) = stage_decider(leaf, stage, s, &example) else {
                 continue;
@@ -292,8 +292,7 @@ fn walk_nic(
             let evaluated = verdict.stage_rules[s] == Some(r as u16);
             if evaluated && !fact.matters {
                 let removed = RulePosition { stage: s, rule: r };
-                fact.matters =
-                    policy.classify_without(&example, Some(removed)).access != verdict.access;
+                fact.matters = leaf.verdict(0, Some(removed)).access != verdict.access;
             }
             let allowed_in = direction == Direction::Inbound
                 && evaluated

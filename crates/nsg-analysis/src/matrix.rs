@@ -225,7 +225,7 @@ fn between_nics(from: &CompiledPolicy, to: &CompiledPolicy, space: &FlowBox, fou
     let (from_id, to_id) = (&from.policy().nic, &to.policy().nic);
     let _ = analysis.walk(|leaf| {
         let example = *leaf.example();
-        let decision = from.decide(&example);
+        let decision = leaf.decision(0);
         found.note_rule(from, Direction::Outbound, &decision);
         if decision.access == Access::Deny {
             found

@@ -21,6 +21,6 @@ pub fn compile_all(
     let sets = std::sync::Arc::new(std::mem::take(&mut resolver.sets));
     Ok(policies
         .into_iter()
-        .map(|policy| CompiledPolicy::build_shared(policy, sets.clone(), settings))
+        .map(|policy| CompiledPolicy::deferred(policy, sets.clone(), settings))
         .collect())
 }

@@ -25,8 +25,9 @@
 use crate::region::Region;
 use nsg_model::rule::{covers_all_ports, ip_proto, protocol_has_ports, Direction, PortRange};
 use nsg_policy::classify::{Atom, AxisId, Classifier, Domains, FieldRule, ProtocolSet};
-use nsg_policy::compiled::{field_rule, CompiledPolicy};
-use nsg_policy::{Endpoint, Flow};
+use nsg_policy::compiled::{field_rule, CompiledPolicy, Verdict};
+use nsg_policy::evaluate::RulePosition;
+use nsg_policy::{Decision, Endpoint, Flow};
 use nsg_tags::{context, PrefixSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::ops::ControlFlow;
@@ -72,6 +73,30 @@ impl FlowBox {
 
     fn includes_portless(&self) -> bool {
         covers_all_ports(&self.local_ports) && covers_all_ports(&self.remote_ports)
+    }
+
+    /// Whether `rule` may match a flow of the box, judged by protocols and ports alone: a rule
+    /// that cannot is left out of an analysis of the box (it would only cost time).
+    fn may_meet(&self, rule: &FieldRule<'_>, direction: Direction) -> bool {
+        let protocols = rule.protocols.intersection(&self.protocols);
+        let (source_ports, destination_ports) = match direction {
+            Direction::Inbound => (&self.remote_ports, &self.local_ports),
+            Direction::Outbound => (&self.local_ports, &self.remote_ports),
+        };
+        let overlap = |a: &[PortRange], b: &[PortRange]| {
+            a.iter()
+                .any(|x| b.iter().any(|y| x.low <= y.high && y.low <= x.high))
+        };
+        let with_ports = protocols.intersection(
+            &ProtocolSet::default()
+                .with(ip_proto::TCP)
+                .with(ip_proto::UDP),
+        );
+        let (ported, portless) = (!with_ports.is_empty(), with_ports != protocols);
+        (ported
+            && overlap(&rule.source_ports, source_ports)
+            && overlap(&rule.destination_ports, destination_ports))
+            || (portless && rule.matches_portless && self.includes_portless())
     }
 
     /// The box as a classifier rule, in packet terms (inbound packets come from the remote end).
@@ -127,6 +152,9 @@ struct Level {
     words: usize,
     /// `rows[rule * words..][..words]`: the atoms where `rule` matches.
     rows: Vec<u64>,
+    /// Per rule, the words `[start, end)` outside which its row is zero: most rules match a
+    /// few atoms of the address fields, and a split need not look further.
+    spans: Vec<(u32, u32)>,
 }
 
 impl Level {
@@ -143,12 +171,32 @@ impl Level {
                 }
             }
         }
-        Level { atoms, words, rows }
+        let spans = rows
+            .chunks(words)
+            .map(|row| {
+                let start = row.iter().position(|&w| w != 0).unwrap_or(0);
+                let end = row.iter().rposition(|&w| w != 0).map_or(0, |e| e + 1);
+                (start as u32, end.max(start) as u32)
+            })
+            .collect();
+        Level {
+            atoms,
+            words,
+            rows,
+            spans,
+        }
     }
 
     fn row(&self, rule: u32) -> &[u64] {
         let start = rule as usize * self.words;
         &self.rows[start..start + self.words]
+    }
+
+    /// The row of `rule` as the words where it may be non-zero, and where they start.
+    fn span(&self, rule: u32) -> (usize, &[u64]) {
+        let (start, end) = self.spans[rule as usize];
+        let row = self.row(rule);
+        (start as usize, &row[start as usize..end as usize])
     }
 
     /// The bitmap of every atom.
@@ -181,6 +229,8 @@ struct Walk {
 /// A branch being formed: atoms of one field that, so far, match the same rules.
 struct Group {
     atoms: Vec<u64>,
+    /// How many atoms `atoms` holds.
+    count: u32,
     /// The rules matching every atom of the group (and the branch above), ascending by stage.
     rules: Vec<u32>,
     /// Per stage, how many of its kept rules match every flow below the branch.
@@ -217,6 +267,8 @@ pub struct Leaf<'a> {
     /// The rules that match the region and may decide, ascending.
     rules: &'a [u32],
     example: Flow,
+    /// Whether every rule was a candidate (a whole walk), not one stage's ([`Analysis::walk_within`]).
+    complete: bool,
 }
 
 impl<'p> Analysis<'p> {
@@ -237,7 +289,11 @@ impl<'p> Analysis<'p> {
             policy_stages.push(stage_ranges.len());
             for stage in policy.policy().stages(direction) {
                 let start = rules.len();
-                rules.extend(stage.rules.iter().map(|r| field_rule(r, policy.sets())));
+                rules.extend(stage.rules.iter().map(|r| {
+                    let mut rule = field_rule(r, policy.sets());
+                    rule.active &= space.may_meet(&rule, direction);
+                    rule
+                }));
                 stage_ranges.push((start, rules.len()));
             }
         }
@@ -484,6 +540,7 @@ impl<'p> Analysis<'p> {
                 path,
                 rules,
                 example: self.example(subspace, path),
+                complete: walk.within.is_none(),
             };
             return visit(&leaf);
         }
@@ -499,6 +556,7 @@ impl<'p> Analysis<'p> {
             }
         }
         let mut groups = vec![Group {
+            count: atoms.iter().map(|w| w.count_ones()).sum(),
             atoms,
             rules: Vec::new(),
             full_seen: vec![0; self.stage_ranges.len()],
@@ -510,23 +568,30 @@ impl<'p> Analysis<'p> {
         let (stage_rules, refiner_rules) = rules.split_at(first_refiner);
         for &rule in refiner_rules {
             let platform = (self.platform.0..self.platform.1).contains(&(rule as usize));
-            split(&mut groups, field.row(rule), |g| {
-                g.rules.push(rule);
-                g.platform |= platform;
-                true
-            });
+            split(
+                &mut groups,
+                field.span(rule),
+                |_| true,
+                |g| {
+                    g.rules.push(rule);
+                    g.platform |= platform;
+                },
+            );
         }
         for &rule in stage_rules {
             let stage = self.stage_of[rule as usize] as usize;
             let is_full = full[rule as usize / 64] & (1 << (rule % 64)) != 0;
-            split(&mut groups, field.row(rule), |g| {
-                if !g.platform && g.full_seen[stage] >= self.depth {
-                    return false;
-                }
-                g.rules.push(rule);
-                g.full_seen[stage] += u32::from(is_full);
-                true
-            });
+            // A group that already holds `depth` rules of the stage matching all of it takes no
+            // more of them (unless platform traffic may be in it): it is not even looked at.
+            split(
+                &mut groups,
+                field.span(rule),
+                |g| g.platform || g.full_seen[stage] < self.depth,
+                |g| {
+                    g.rules.push(rule);
+                    g.full_seen[stage] += u32::from(is_full);
+                },
+            );
         }
         for mut group in groups {
             // The branch's atoms, as a bitmap: most regions are never materialised.
@@ -602,14 +667,35 @@ impl Leaf<'_> {
     /// The rules of stage `stage` of policy `policy` that match the region and may come first,
     /// as indices into the stage, in order (the first is the stage's match).
     pub fn stage_matches(&self, policy: usize, stage: usize) -> Vec<usize> {
+        self.stage_match_iter(policy, stage).collect()
+    }
+
+    fn stage_match_iter(&self, policy: usize, stage: usize) -> impl Iterator<Item = usize> + '_ {
         let s = self.analysis.policy_stages[policy] + stage;
         let (start, end) = self.analysis.stage_ranges[s];
-        self.rules
+        let from = self.rules.partition_point(|&r| (r as usize) < start);
+        self.rules[from..]
             .iter()
             .map(|&r| r as usize)
-            .filter(|r| (start..end).contains(r))
-            .map(|rule| rule - start)
-            .collect()
+            .take_while(move |&r| r < end)
+            .map(move |rule| rule - start)
+    }
+
+    /// The verdict of the region's flows under policy `policy`, as if the rule at `removed` did
+    /// not exist: read off the region's first matches (a [`Precision::SecondMatch`] walk keeps
+    /// the match after a removed one), no classifier lookup. Not for the leaves of
+    /// [`Analysis::walk_within`], which know one stage only.
+    pub fn verdict(&self, policy: usize, removed: Option<RulePosition>) -> Verdict {
+        debug_assert!(self.complete, "a walk_within leaf knows one stage only");
+        self.analysis.policies[policy].verdict_from_first_matches(&self.example, removed, |s| {
+            self.stage_match_iter(policy, s)
+                .find(|&rule| removed != Some(RulePosition { stage: s, rule }))
+        })
+    }
+
+    /// The reference's full decision of the region's flows under policy `policy`.
+    pub fn decision(&self, policy: usize) -> Decision {
+        self.analysis.policies[policy].decision_of(self.verdict(policy, None), &self.example)
     }
 
     /// The region as sets, one per field.
@@ -667,36 +753,55 @@ impl Leaf<'_> {
     }
 }
 
-/// Splits every group by `row` (the atoms where a rule matches): the atoms inside that `admit`
-/// accepts (it records the rule in the group) become a group of their own, unless they are the
-/// whole group.
-fn split(groups: &mut Vec<Group>, row: &[u64], mut admit: impl FnMut(&mut Group) -> bool) {
+/// Splits every group that `takes` the rule by its row (the atoms where it matches, as its
+/// non-zero words and where they start): the atoms inside become a group of their own, unless
+/// they are the whole group, and `admit` records the rule in it.
+fn split(
+    groups: &mut Vec<Group>,
+    (start, row): (usize, &[u64]),
+    takes: impl Fn(&Group) -> bool,
+    mut admit: impl FnMut(&mut Group),
+) {
+    let end = start + row.len();
     for i in 0..groups.len() {
         let g = &groups[i];
-        let (mut inside, mut outside) = (false, false);
-        for (&a, &r) in g.atoms.iter().zip(row) {
-            inside |= a & r != 0;
-            outside |= a & !r != 0;
-        }
-        if !inside {
+        if !takes(g) {
             continue;
         }
-        if !outside {
+        let inside: u32 = g.atoms[start..end]
+            .iter()
+            .zip(row)
+            .map(|(&a, &r)| (a & r).count_ones())
+            .sum();
+        if inside == 0 {
+            continue;
+        }
+        if inside == g.count {
             admit(&mut groups[i]);
             continue;
         }
+        let mut atoms = vec![0u64; g.atoms.len()];
+        for ((part, &a), &r) in atoms[start..end]
+            .iter_mut()
+            .zip(&g.atoms[start..end])
+            .zip(row)
+        {
+            *part = a & r;
+        }
         let mut part = Group {
-            atoms: g.atoms.iter().zip(row).map(|(&a, &r)| a & r).collect(),
+            atoms,
+            count: inside,
             rules: g.rules.clone(),
             full_seen: g.full_seen.clone(),
             platform: g.platform,
         };
-        if admit(&mut part) {
-            for (a, &r) in groups[i].atoms.iter_mut().zip(row) {
-                *a &= !r;
-            }
-            groups.push(part);
+        admit(&mut part);
+        let g = &mut groups[i];
+        for (a, &r) in g.atoms[start..end].iter_mut().zip(row) {
+            *a &= !r;
         }
+        g.count -= inside;
+        groups.push(part);
     }
 }
 

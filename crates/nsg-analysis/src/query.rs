@@ -26,16 +26,44 @@ pub fn counterexample(
     let mut found = None;
     let _ = analysis.walk(|leaf| {
         let example = *leaf.example();
-        if policy.classify(&example).access == expect {
+        let verdict = leaf.verdict(0, None);
+        if verdict.access == expect {
             return ControlFlow::Continue(());
         }
         found = Some(Outcome {
-            decision: policy.decide(&example),
+            decision: policy.decision_of(verdict, &example),
             example,
         });
         ControlFlow::Break(())
     });
     found
+}
+
+/// [`counterexample`] of each NIC's space, the NICs shared out among the machine's cores: each
+/// NIC's question is independent of the others'.
+pub fn counterexamples(
+    asked: &[(&CompiledPolicy, FlowBox)],
+    direction: Direction,
+    expect: Access,
+) -> Vec<Option<Outcome>> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = asked.len().div_ceil(cores).max(1);
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = asked
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|(policy, space)| counterexample(policy, direction, space, expect))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|part| part.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    })
 }
 
 /// What a space of flows meets.
@@ -72,7 +100,7 @@ pub fn answer(policy: &CompiledPolicy, direction: Direction, space: &FlowBox) ->
     let mut answer = SpaceAnswer::default();
     let _ = analysis.walk(|leaf| {
         let example = *leaf.example();
-        let decision = policy.decide(&example);
+        let decision = leaf.decision(0);
         let known = answer.outcomes.iter().any(|o| {
             o.decision.access == decision.access && o.decision.decider == decision.decider
         });

@@ -8,7 +8,7 @@ use nsg_analysis::partition::{Analysis, FlowBox, Precision};
 use nsg_model::rule::Direction;
 use nsg_policy::compiled::CompiledPolicy;
 use nsg_policy::evaluate::{decide_without, RulePosition};
-use nsg_policy::{decide, Flow, Settings, SubscriptionType};
+use nsg_policy::{decide, Decision, Flow, Settings, SubscriptionType};
 use proptest::prelude::*;
 use std::ops::ControlFlow;
 
@@ -17,6 +17,10 @@ struct Part {
     example: Flow,
     /// Per policy, per stage: the rules that may come first.
     matches: Vec<Vec<Vec<usize>>>,
+    /// Per policy: the decision read off the region's first matches ([`Leaf::decision`]).
+    decisions: Vec<Decision>,
+    /// Per policy, per stage: the same without the stage's first match, where it has one.
+    without_first: Vec<Vec<Option<Decision>>>,
 }
 
 fn parts(analysis: &Analysis<'_>) -> Vec<Part> {
@@ -31,11 +35,34 @@ fn parts(analysis: &Analysis<'_>) -> Vec<Part> {
                     .map(|s| leaf.stage_matches(p, s))
                     .collect()
             })
+            .collect::<Vec<Vec<Vec<usize>>>>();
+        let decisions = (0..analysis.policies().len())
+            .map(|p| leaf.decision(p))
+            .collect();
+        let without_first = matches
+            .iter()
+            .enumerate()
+            .map(|(p, stages)| {
+                stages
+                    .iter()
+                    .enumerate()
+                    .map(|(stage, m)| {
+                        let removed = RulePosition {
+                            stage,
+                            rule: *m.first()?,
+                        };
+                        let verdict = leaf.verdict(p, Some(removed));
+                        Some(analysis.policies()[p].decision_of(verdict, leaf.example()))
+                    })
+                    .collect()
+            })
             .collect();
         parts.push(Part {
             region: leaf.region(),
             example: *leaf.example(),
             matches,
+            decisions,
+            without_first,
         });
         ControlFlow::Continue(())
     });
@@ -80,6 +107,12 @@ fn check(policies: &[&CompiledPolicy], settings: Settings) -> Result<(), TestCas
                     flow,
                     part.example
                 );
+                prop_assert_eq!(
+                    &expected,
+                    &part.decisions[p],
+                    "{:?}: the region's first matches",
+                    flow
+                );
                 if precision == Precision::FirstMatch {
                     continue;
                 }
@@ -88,13 +121,21 @@ fn check(policies: &[&CompiledPolicy], settings: Settings) -> Result<(), TestCas
                         continue;
                     };
                     let removed = RulePosition { stage, rule: first };
+                    let expected = decide_without(nic, sets, &settings, &flow, removed);
                     prop_assert_eq!(
-                        decide_without(nic, sets, &settings, &flow, removed),
-                        decide_without(nic, sets, &settings, &part.example, removed),
+                        &expected,
+                        &decide_without(nic, sets, &settings, &part.example, removed),
                         "{:?} without {:?} unlike {:?}",
                         flow,
                         removed,
                         part.example
+                    );
+                    prop_assert_eq!(
+                        Some(&expected),
+                        part.without_first[p][stage].as_ref(),
+                        "{:?} without {:?}: the region's second match",
+                        flow,
+                        removed
                     );
                 }
             }

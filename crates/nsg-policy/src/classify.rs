@@ -34,6 +34,12 @@ impl ProtocolSet {
     pub fn contains(&self, protocol: u8) -> bool {
         self.0[usize::from(protocol >> 6)] & (1 << (protocol & 63)) != 0
     }
+    pub fn intersection(&self, other: &ProtocolSet) -> ProtocolSet {
+        ProtocolSet(std::array::from_fn(|i| self.0[i] & other.0[i]))
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0 == [0; 4]
+    }
 }
 
 /// One rule as the classifier sees it, in packet terms (source, destination).

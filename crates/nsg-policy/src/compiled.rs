@@ -12,6 +12,7 @@ use crate::resolve::{NicPolicy, ResolvedRule, SetArena, SideMatch, Stage};
 use crate::settings::Settings;
 use nsg_model::rule::{ip_proto, Access, Direction, Protocol};
 use nsg_tags::PrefixSet;
+use std::sync::{Arc, OnceLock};
 
 /// What decided a flow, without allocation: the fast answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,11 +38,12 @@ struct CompiledDirection {
 #[derive(Clone, Debug)]
 pub struct CompiledPolicy {
     policy: NicPolicy,
-    /// Shared by the NICs compiled from one resolver ([`CompiledPolicy::build_shared`]).
+    /// Shared by the NICs compiled from one resolver ([`CompiledPolicy::deferred`]).
     sets: std::sync::Arc<SetArena>,
     settings: Settings,
-    inbound: CompiledDirection,
-    outbound: CompiledDirection,
+    /// Built by [`CompiledPolicy::build`]; by a deferred policy, on the first lookup.
+    inbound: OnceLock<CompiledDirection>,
+    outbound: OnceLock<CompiledDirection>,
 }
 
 /// The protocol numbers a rule's protocol matches.
@@ -111,28 +113,40 @@ fn compile_direction(
 }
 
 impl CompiledPolicy {
-    /// Compiles `policy`, whose sets live in `sets` (copied).
+    /// Compiles `policy`, whose sets live in `sets` (copied). Both directions are built now, so
+    /// that no lookup ever pays for a build (a policy is built beside the one in force).
     pub fn build(policy: NicPolicy, sets: &SetArena, settings: Settings) -> CompiledPolicy {
-        Self::build_shared(policy, std::sync::Arc::new(sets.clone()), settings)
+        let compiled = Self::deferred(policy, Arc::new(sets.clone()), settings);
+        for direction in [Direction::Inbound, Direction::Outbound] {
+            compiled.compiled(direction);
+        }
+        compiled
     }
 
-    /// Compiles `policy` on an arena shared with other NICs' policies: compiling every NIC of a
-    /// large model copies no sets.
-    pub fn build_shared(
-        policy: NicPolicy,
-        sets: std::sync::Arc<SetArena>,
-        settings: Settings,
-    ) -> CompiledPolicy {
-        let local = PrefixSet::from_nets(policy.addresses.iter().copied());
-        let inbound = compile_direction(&policy.inbound, &sets, &local, Direction::Inbound);
-        let outbound = compile_direction(&policy.outbound, &sets, &local, Direction::Outbound);
+    /// `policy` on an arena shared with other NICs' policies, each direction compiled on its
+    /// first lookup: compiling every NIC of a large model copies no sets, and an analysis that
+    /// reads first matches off its own walk ([`CompiledPolicy::verdict_from_first_matches`])
+    /// never builds a classifier it does not use.
+    pub fn deferred(policy: NicPolicy, sets: Arc<SetArena>, settings: Settings) -> CompiledPolicy {
         CompiledPolicy {
             sets,
             policy,
             settings,
-            inbound,
-            outbound,
+            inbound: OnceLock::new(),
+            outbound: OnceLock::new(),
         }
+    }
+
+    #[inline]
+    fn compiled(&self, direction: Direction) -> &CompiledDirection {
+        let (cell, stages) = match direction {
+            Direction::Inbound => (&self.inbound, &self.policy.inbound),
+            Direction::Outbound => (&self.outbound, &self.policy.outbound),
+        };
+        cell.get_or_init(|| {
+            let local = PrefixSet::from_nets(self.policy.addresses.iter().copied());
+            compile_direction(stages, &self.sets, &local, direction)
+        })
     }
 
     pub fn policy(&self) -> &NicPolicy {
@@ -145,7 +159,7 @@ impl CompiledPolicy {
 
     /// Classes and elementary intervals of the two classifiers.
     pub fn shape(&self) -> (usize, usize) {
-        let c = [&self.inbound.classifier, &self.outbound.classifier];
+        let c = [Direction::Inbound, Direction::Outbound].map(|d| &self.compiled(d).classifier);
         (
             c.iter().map(|c| c.class_count()).sum(),
             c.iter().map(|c| c.interval_count()).sum(),
@@ -154,7 +168,10 @@ impl CompiledPolicy {
 
     /// Bytes used by the classifiers.
     pub fn memory_bytes(&self) -> usize {
-        self.inbound.classifier.memory_bytes() + self.outbound.classifier.memory_bytes()
+        [Direction::Inbound, Direction::Outbound]
+            .map(|d| self.compiled(d).classifier.memory_bytes())
+            .iter()
+            .sum()
     }
 
     /// The fast answer. Agrees with [`crate::evaluate::decide`] on every flow (tested).
@@ -170,10 +187,7 @@ impl CompiledPolicy {
         if evaluate::is_dhcp(flow) || evaluate::platform_service(flow).is_some() {
             return self.verdict_of(&self.reference(flow, removed), flow.direction);
         }
-        let compiled = match flow.direction {
-            Direction::Inbound => &self.inbound,
-            Direction::Outbound => &self.outbound,
-        };
+        let compiled = self.compiled(flow.direction);
         let (source, destination) = flow.source_destination();
         let header = Header {
             protocol: flow.protocol,
@@ -196,27 +210,64 @@ impl CompiledPolicy {
         flow: &Flow,
         removed: Option<RulePosition>,
     ) -> Verdict {
-        let mut verdict = Verdict {
-            access: Access::Allow,
-            stage_rules: [None, None],
-            platform: None,
-        };
-        for (s, &(start, end)) in compiled.stage_ranges.iter().enumerate() {
-            // Every stage ends with its direction's DenyAll (`*`, all ports): a non-platform
-            // flow always matches some rule.
-            let first = |start, end| compiled.classifier.first_match(classes, start, end);
+        let first = |start, end| compiled.classifier.first_match(classes, start, end);
+        self.combine_stages(flow, compiled.stage_ranges.len(), |s| {
+            let (start, end) = compiled.stage_ranges[s];
             let found = match removed {
                 Some(r) if r.stage == s => {
                     let at = start + r.rule;
                     first(start, at).or_else(|| first(at + 1, end))
                 }
                 _ => first(start, end),
-            };
-            let Some(index) = found else {
+            }?;
+            Some((found - start, compiled.access[found]))
+        })
+    }
+
+    /// The verdict of `flow` given each stage's first match (an index into the stage's rules),
+    /// as a walk over the flow space knows it: the same answer as [`CompiledPolicy::classify`]
+    /// when the matches are right, without a classifier. Platform traffic, which meets only the
+    /// rules naming its tag, takes the reference path.
+    /// With `removed`, `first_match` must skip that rule, as the answer is then
+    /// [`CompiledPolicy::classify_without`]'s.
+    pub fn verdict_from_first_matches(
+        &self,
+        flow: &Flow,
+        removed: Option<RulePosition>,
+        mut first_match: impl FnMut(usize) -> Option<usize>,
+    ) -> Verdict {
+        if evaluate::is_dhcp(flow) || evaluate::platform_service(flow).is_some() {
+            return self.verdict_of(&self.reference(flow, removed), flow.direction);
+        }
+        let stages = self.policy.stages(flow.direction);
+        self.combine_stages(flow, stages.len(), |s| {
+            let rule = first_match(s)?;
+            Some((rule, stages[s].rules[rule].access))
+        })
+    }
+
+    /// Subnet and NIC stages in evaluation order, the first Deny ending it; then the SMTP block.
+    /// `first_match(s)`: stage `s`'s deciding rule (index into the stage) and its access.
+    #[inline]
+    fn combine_stages(
+        &self,
+        flow: &Flow,
+        stages: usize,
+        mut first_match: impl FnMut(usize) -> Option<(usize, Access)>,
+    ) -> Verdict {
+        let mut verdict = Verdict {
+            access: Access::Allow,
+            stage_rules: [None, None],
+            platform: None,
+        };
+        for s in 0..stages {
+            // Every stage ends with its direction's DenyAll (`*`, all ports): a non-platform
+            // flow always matches some rule.
+            let Some((rule, access)) = first_match(s) else {
                 continue;
             };
-            verdict.stage_rules[s] = Some((index - start) as u16);
-            if compiled.access[index] == Access::Deny {
+            verdict.stage_rules[s] = Some(rule as u16);
+            if access == Access::Deny {
                 verdict.access = Access::Deny;
                 return verdict;
             }
@@ -270,7 +321,11 @@ impl CompiledPolicy {
     }
 
     fn decision(&self, flow: &Flow, removed: Option<RulePosition>) -> Decision {
-        let verdict = self.classify_without(flow, removed);
+        self.decision_of(self.classify_without(flow, removed), flow)
+    }
+
+    /// The full decision a verdict of `flow` stands for.
+    pub fn decision_of(&self, verdict: Verdict, flow: &Flow) -> Decision {
         let stages = self.policy.stages(flow.direction);
         let verdicts: Vec<StageVerdict> = stages
             .iter()

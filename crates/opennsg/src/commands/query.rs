@@ -9,7 +9,7 @@ use nsg_analysis::addresses::address_set;
 use nsg_analysis::example::Example;
 use nsg_analysis::nics::compile_all;
 use nsg_analysis::partition::FlowBox;
-use nsg_analysis::query::counterexample;
+use nsg_analysis::query::counterexamples;
 use nsg_model::rule::{Access, PortRange};
 use nsg_policy::classify::ProtocolSet;
 use opennsg::query;
@@ -73,8 +73,7 @@ pub(crate) fn query(args: QueryArgs) -> Result<u8> {
         let id = &query::find_nic(&loaded.model, &args.nic)?.id;
         nics.iter().filter(|p| &p.policy().nic == id).collect()
     };
-    let mut results: Vec<Value> = Vec::new();
-    let mut first_counterexample: Option<Value> = None;
+    let mut spaces = Vec::new();
     for policy in asked {
         let virtual_network = policy.sets().get(policy.policy().virtual_network);
         let remote = address_set(&args.remote, &loaded.catalog, virtual_network)?;
@@ -85,8 +84,14 @@ pub(crate) fn query(args: QueryArgs) -> Result<u8> {
             remote,
             remote_ports: remote_ports.clone(),
         };
+        spaces.push((policy, space));
+    }
+    let answers = counterexamples(&spaces, direction, expect);
+    let mut results: Vec<Value> = Vec::new();
+    let mut first_counterexample: Option<Value> = None;
+    for ((policy, _), answer) in spaces.iter().zip(answers) {
         let nic = &policy.policy().nic;
-        let found = counterexample(policy, direction, &space, expect).map(|outcome| {
+        let found = answer.map(|outcome| {
             let mut value = json!(Example::new(nic, &outcome.example));
             value["access"] = json!(outcome.decision.access.as_str());
             value["ruleName"] = json!(outcome.decision.rule_name());
