@@ -60,62 +60,74 @@ pub fn differences(
     new: &CompiledPolicy,
     compare: Compare,
 ) -> Vec<Difference> {
+    // The two directions are independent walks: one per core.
+    let directions = [Direction::Inbound, Direction::Outbound];
+    crate::cores::map_in_order(&directions, |&direction| {
+        differences_in(old, new, compare, direction)
+    })
+    .concat()
+}
+
+fn differences_in(
+    old: &CompiledPolicy,
+    new: &CompiledPolicy,
+    compare: Compare,
+    direction: Direction,
+) -> Vec<Difference> {
     let nic: &ResourceId = &new.policy().nic;
     let mut found = Vec::new();
-    for direction in [Direction::Inbound, Direction::Outbound] {
-        let analysis = Analysis::new(
-            &[old, new],
-            direction,
-            &FlowBox::everything(),
-            &[],
-            Precision::FirstMatch,
+    let analysis = Analysis::new(
+        &[old, new],
+        direction,
+        &FlowBox::everything(),
+        &[],
+        Precision::FirstMatch,
+    );
+    // (old side, new side) → its regions and first example, in the order met.
+    let mut changes: Vec<((Side, Side), Vec<Region>, nsg_policy::Flow)> = Vec::new();
+    let mut index: HashMap<(Side, Side), usize> = HashMap::new();
+    let _ = analysis.walk(|leaf| {
+        let example = leaf.example();
+        let (o, n) = (leaf.verdict(0, None), leaf.verdict(1, None));
+        if o.access == n.access && compare == Compare::Verdicts {
+            return ControlFlow::Continue(());
+        }
+        let (o, n) = (
+            Side::of(&old.decision_of(o, example)),
+            Side::of(&new.decision_of(n, example)),
         );
-        // (old side, new side) → its regions and first example, in the order met.
-        let mut changes: Vec<((Side, Side), Vec<Region>, nsg_policy::Flow)> = Vec::new();
-        let mut index: HashMap<(Side, Side), usize> = HashMap::new();
-        let _ = analysis.walk(|leaf| {
-            let example = leaf.example();
-            let (o, n) = (leaf.verdict(0, None), leaf.verdict(1, None));
-            if o.access == n.access && compare == Compare::Verdicts {
-                return ControlFlow::Continue(());
+        if o == n {
+            return ControlFlow::Continue(());
+        }
+        let key = (o, n);
+        match index.get(&key) {
+            Some(&i) => changes[i].1.push(leaf.region()),
+            None => {
+                index.insert(key.clone(), changes.len());
+                changes.push((key, vec![leaf.region()], *example));
             }
-            let (o, n) = (
-                Side::of(&old.decision_of(o, example)),
-                Side::of(&new.decision_of(n, example)),
-            );
-            if o == n {
-                return ControlFlow::Continue(());
-            }
-            let key = (o, n);
-            match index.get(&key) {
-                Some(&i) => changes[i].1.push(leaf.region()),
-                None => {
-                    index.insert(key.clone(), changes.len());
-                    changes.push((key, vec![leaf.region()], *example));
-                }
-            }
-            ControlFlow::Continue(())
-        });
-        for ((o, n), regions, example) in changes {
-            for region in Region::merge(regions) {
-                // Each merged region's own example: one of its flows, as walked.
-                let example = if region.contains(&example) {
-                    example
-                } else {
-                    region_example(&region)
-                };
-                found.push(Difference {
-                    nic: nic.to_string(),
-                    direction: match direction {
-                        Direction::Inbound => "Inbound",
-                        Direction::Outbound => "Outbound",
-                    },
-                    old: o.clone(),
-                    new: n.clone(),
-                    region: region.report(),
-                    example: Example::new(nic, &example),
-                });
-            }
+        }
+        ControlFlow::Continue(())
+    });
+    for ((o, n), regions, example) in changes {
+        for region in Region::merge(regions) {
+            // Each merged region's own example: one of its flows, as walked.
+            let example = if region.contains(&example) {
+                example
+            } else {
+                region_example(&region)
+            };
+            found.push(Difference {
+                nic: nic.to_string(),
+                direction: match direction {
+                    Direction::Inbound => "Inbound",
+                    Direction::Outbound => "Outbound",
+                },
+                old: o.clone(),
+                new: n.clone(),
+                region: region.report(),
+                example: Example::new(nic, &example),
+            });
         }
     }
     found

@@ -6,6 +6,7 @@
 //! analyses evaluate one example flow per region with the policy's own evaluator. Pure: no IO.
 
 pub mod addresses;
+pub mod cores;
 pub mod diff;
 pub mod example;
 pub mod lint;

@@ -172,10 +172,18 @@ pub fn lint(
     old_catalog: Option<&Catalog>,
 ) -> Result<Vec<Finding>, ResolveError> {
     let nics = compile_all(model, catalog, settings)?;
+    let walks: Vec<(&CompiledPolicy, Direction)> = nics
+        .iter()
+        .flat_map(|p| [(p, Direction::Inbound), (p, Direction::Outbound)])
+        .collect();
     let mut facts: HashMap<(ResourceId, String), RuleFacts> = HashMap::new();
-    for policy in &nics {
-        for direction in [Direction::Inbound, Direction::Outbound] {
-            walk_nic(policy, direction, &mut facts);
+    // Each walk on its own, on every core; merged in the walks' order, so that the examples
+    // reported are those of the first NIC, whatever the number of cores.
+    for found in
+        crate::cores::map_in_order(&walks, |&(policy, direction)| walk_nic(policy, direction))
+    {
+        for (rule, fact) in found {
+            facts.entry(rule).or_default().merge(fact);
         }
     }
     let mut findings = Vec::new();
@@ -218,12 +226,33 @@ pub fn lint(
     Ok(findings)
 }
 
-/// One walk of one NIC in one direction, recording what it finds about each custom rule.
+impl RuleFacts {
+    /// What two walks found together; `self`'s examples (the earlier walk's) stand.
+    fn merge(&mut self, later: RuleFacts) {
+        self.matches |= later.matches;
+        self.matters |= later.matters;
+        self.covered_by.extend(later.covered_by);
+        self.never = self.never.take().or(later.never);
+        self.decides = self.decides.take().or(later.decides);
+        self.covered_example = self.covered_example.take().or(later.covered_example);
+        self.platform_example = self.platform_example.take().or(later.platform_example);
+        self.permissive_management = self
+            .permissive_management
+            .take()
+            .or(later.permissive_management);
+        self.permissive_any_port = self
+            .permissive_any_port
+            .take()
+            .or(later.permissive_any_port);
+    }
+}
+
+/// One walk of one NIC in one direction: what it finds about each custom rule.
 fn walk_nic(
     policy: &CompiledPolicy,
     direction: Direction,
-    facts: &mut HashMap<(ResourceId, String), RuleFacts>,
-) {
+) -> HashMap<(ResourceId, String), RuleFacts> {
+    let mut facts: HashMap<(ResourceId, String), RuleFacts> = HashMap::new();
     let nic = policy.policy();
     let stages = nic.stages(direction);
     for stage in stages {
@@ -341,6 +370,7 @@ fn walk_nic(
             });
         }
     }
+    facts
 }
 
 /// The rule stage `s` decides the leaf's flows with, on its own (whatever earlier stages say):

@@ -39,30 +39,14 @@ pub fn counterexample(
     found
 }
 
-/// [`counterexample`] of each NIC's space, the NICs shared out among the machine's cores: each
-/// NIC's question is independent of the others'.
+/// [`counterexample`] of each NIC's space, the NICs shared out among the machine's cores.
 pub fn counterexamples(
     asked: &[(&CompiledPolicy, FlowBox)],
     direction: Direction,
     expect: Access,
 ) -> Vec<Option<Outcome>> {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let chunk = asked.len().div_ceil(cores).max(1);
-    std::thread::scope(|scope| {
-        let parts: Vec<_> = asked
-            .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || {
-                    part.iter()
-                        .map(|(policy, space)| counterexample(policy, direction, space, expect))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        parts
-            .into_iter()
-            .flat_map(|part| part.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-            .collect()
+    crate::cores::map_in_order(asked, |(policy, space)| {
+        counterexample(policy, direction, space, expect)
     })
 }
 
