@@ -104,3 +104,38 @@ pub fn result(
     })?;
     Ok(Answer::ok(answer.as_ref().clone()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn only_the_last_results_are_kept() {
+        let operations = Operations::default();
+        let first = operations.finish("SUB", "West Europe", json!(0));
+        assert_eq!(
+            operations.get("sub", "westeurope", &first).as_deref(),
+            Some(&json!(0)),
+            "subscription and location compared as ARM compares them"
+        );
+        assert!(operations.get("other", "westeurope", &first).is_none());
+        let ids: Vec<String> = (1..=KEPT)
+            .map(|i| operations.finish("sub", "westeurope", json!(i)))
+            .collect();
+        assert!(
+            operations.get("sub", "westeurope", &first).is_none(),
+            "the oldest went"
+        );
+        assert_eq!(
+            operations.get("sub", "westeurope", &ids[0]).as_deref(),
+            Some(&json!(1))
+        );
+        assert_eq!(
+            operations
+                .get("sub", "westeurope", &ids[KEPT - 1])
+                .as_deref(),
+            Some(&json!(KEPT))
+        );
+    }
+}
