@@ -1,5 +1,6 @@
 """Network Watcher through azure-mgmt-network: the watcher resource, IP flow verify on the seed's
-scenarios (tests/scenarios/seed-*.json), a NIC's effective NSGs and a VM's security group view.
+scenarios (tests/scenarios/seed-*.json), NSG diagnostics (a long-running POST the SDK polls), a
+NIC's effective NSGs and a VM's security group view.
 
 Each fixture set is loaded into a subscription of its own: Network Watcher reads a whole
 subscription, so nothing another test writes can change its answers.
@@ -103,6 +104,123 @@ def test_ip_flow_verify_through_a_missing_watcher_is_not_found(seeded):
             models.VerificationIPFlowParameters(
                 target_resource_id=vm["id"], direction="Inbound", protocol="TCP", local_ip_address="10.0.1.4",
                 local_port="80", remote_ip_address="203.0.113.10", remote_port="50000",
+            ),
+        ).result()
+
+
+# --- NSG diagnostics (networkConfigurationDiagnostic) -----------------------------------------
+
+
+def _diagnose(client, target, profiles, verbosity=None):
+    """A long-running POST as the SDK drives it: 202 with a Location, polled until 200."""
+    parameters = models.NetworkConfigurationDiagnosticParameters(
+        target_resource_id=target,
+        verbosity_level=verbosity,
+        profiles=[
+            models.NetworkConfigurationDiagnosticProfile(
+                direction=d, protocol=p, source=s, destination=t, destination_port=port
+            )
+            for d, p, s, t, port in profiles
+        ],
+    )
+    poller = client.network_watchers.begin_get_network_configuration_diagnostic(WATCHER_GROUP, WATCHER, parameters)
+    result = poller.result()
+    assert isinstance(result, models.NetworkConfigurationDiagnosticResponse)
+    return result.results
+
+
+def test_network_configuration_diagnostic_answers_whole_flow_spaces(seeded):
+    """VM1 (10.0.1.4) behind NSG1 (subnet) and NSG2 (NIC): HTTP from the Internet is allowed at
+    both; HTTP from anywhere is not (a private source outside the VNet meets DenyAllInBound);
+    HTTP out to the Internet is denied by NSG2's Deny-HTTP-Out, which NSG1 never sees."""
+    client, environment = seeded(scenario("seed-vm1-vm4-port80-http.json")["environment"])
+    vm = environment.find("Microsoft.Compute/virtualMachines", "VM1")
+    nic_id = environment.nic_id("VM1")
+    subnet = environment.find("Microsoft.Network/virtualNetworks", "vnet1")["properties"]["subnets"][0]["id"]
+    profiles = [
+        ("Inbound", "TCP", "Internet", "*", "80"),
+        ("Inbound", "TCP", "*", "10.0.1.4", "80"),
+        ("Outbound", "TCP", "*", "Internet", "80"),
+        ("Outbound", "*", "10.0.1.4", "Internet", "443"),
+    ]
+    results = _diagnose(client, vm["id"], profiles)
+    assert [r.profile.destination_port for r in results] == [p[4] for p in profiles]
+    expected = [
+        ("Allow", [("NSG1", subnet, "UserRule_Allow-HTTP-Internet"), ("NSG2", nic_id, "UserRule_Allow-HTTP-Internet")]),
+        ("Deny", [("NSG1", subnet, "DefaultRule_DenyAllInBound"), ("NSG2", nic_id, "DefaultRule_DenyAllInBound")]),
+        ("Deny", [("NSG2", nic_id, "UserRule_Deny-HTTP-Out"), ("NSG1", subnet, "DefaultRule_AllowInternetOutBound")]),
+        ("Allow", [("NSG2", nic_id, "DefaultRule_AllowInternetOutBound"), ("NSG1", subnet, "DefaultRule_AllowInternetOutBound")]),
+    ]
+    for result, (access, groups) in zip(results, expected):
+        nsg_result = result.network_security_group_result
+        assert nsg_result.security_rule_access_result == access, result
+        got = [
+            (g.network_security_group_id.rsplit("/", 1)[-1], g.applied_to.lower(), g.matched_rule.rule_name)
+            for g in nsg_result.evaluated_network_security_groups
+        ]
+        assert got == [(n, a.lower(), r) for n, a, r in groups], result
+        # Normal verbosity: the rules up to the matched one, the last being it, fully matched.
+        for group in nsg_result.evaluated_network_security_groups:
+            last = group.rules_evaluation_result[-1]
+            assert last.name == group.matched_rule.rule_name
+            assert group.matched_rule.action in ("Allow", "Deny")
+        # OpenNSG's extension: a denied flow of the profile, as IP flow verify confirms it.
+        example = result.get("example")
+        assert (example is None) == (access == "Allow"), result
+    denied = results[1]["example"]
+    verified = client.network_watchers.begin_verify_ip_flow(
+        WATCHER_GROUP, WATCHER,
+        models.VerificationIPFlowParameters(
+            target_resource_id=vm["id"], direction="Inbound", protocol="TCP",
+            local_ip_address=denied["destination"], local_port=str(denied["destinationPort"]),
+            remote_ip_address=denied["source"], remote_port=str(denied["sourcePort"]),
+        ),
+    ).result()
+    assert (verified.access, verified.rule_name) == ("Deny", denied["ruleName"])
+
+
+def test_network_configuration_diagnostic_verbosity(seeded):
+    client, environment = seeded(scenario("seed-vm1-vm4-port80-http.json")["environment"])
+    nic_id = environment.nic_id("VM1")
+    profile = [("Inbound", "TCP", "Internet", "*", "80")]
+    minimum = _diagnose(client, nic_id, profile, "Minimum")[0].network_security_group_result
+    assert all(g.rules_evaluation_result is None for g in minimum.evaluated_network_security_groups)
+    full = _diagnose(client, nic_id, profile, "Full")[0].network_security_group_result
+    subnet_rules = full.evaluated_network_security_groups[0].rules_evaluation_result
+    assert [r.name for r in subnet_rules] == ["UserRule_Allow-HTTP-Internet"] + [
+        f"DefaultRule_{d[0]}" for d in DEFAULT_RULES if d[1] == "Inbound"
+    ]
+    http = subnet_rules[0]
+    assert (http.protocol_matched, http.source_matched, http.source_port_matched, http.destination_matched,
+            http.destination_port_matched) == (True, True, True, True, True)
+    deny_all = subnet_rules[-1]
+    assert deny_all.protocol_matched and deny_all.source_matched and deny_all.destination_port_matched
+
+
+def test_network_configuration_diagnostic_rejects_bad_profiles_naming_the_field(seeded):
+    client, environment = seeded(scenario("seed-vm1-vm4-port80.json")["environment"])
+    vm = environment.find("Microsoft.Compute/virtualMachines", "VM1")
+    good = ("Inbound", "TCP", "*", "*", "80")
+    cases = [
+        ([good, ("Inbound", "TCP", "*", "10.9.9.9", "80")], "InvalidLocalIPAddress", "profiles[1].destination"),
+        ([("Outbound", "TCP", "10.9.9.9", "*", "80")], "InvalidLocalIPAddress", "profiles[0].source"),
+        ([("Inbound", "TCP", "not-an-address", "*", "80")], "InvalidRequestFormat", "profiles[0].source"),
+        ([("Inbound", "TCP", "*", "*", "65536")], "InvalidRequestFormat", "profiles[0].destinationPort"),
+        ([("Inbound", "GRE", "*", "*", "*")], "InvalidRequestFormat", "profiles[0].protocol"),
+        ([good] * 101, "InvalidRequestFormat", "profiles"),
+    ]
+    for profiles, code, target in cases:
+        with pytest.raises(HttpResponseError) as caught:
+            _diagnose(client, vm["id"], profiles)
+        assert caught.value.status_code == 400, (profiles[-1], caught.value)
+        assert (caught.value.error.code, caught.value.error.target) == (code, target), caught.value
+    with pytest.raises(ResourceNotFoundError):
+        client.network_watchers.begin_get_network_configuration_diagnostic(
+            WATCHER_GROUP, "NoSuchWatcher",
+            models.NetworkConfigurationDiagnosticParameters(
+                target_resource_id=vm["id"],
+                profiles=[models.NetworkConfigurationDiagnosticProfile(
+                    direction="Inbound", protocol="TCP", source="*", destination="*", destination_port="80")],
             ),
         ).result()
 

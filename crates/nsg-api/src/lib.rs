@@ -14,6 +14,8 @@ mod back_references;
 pub mod error;
 pub mod identity;
 pub mod metrics;
+pub mod operations;
+pub mod providers;
 pub mod request;
 pub mod resource_groups;
 pub mod resources;
@@ -68,6 +70,8 @@ pub struct AppState {
     pub(crate) associations:
         std::sync::Mutex<HashMap<String, (u64, Arc<back_references::BackReferences>)>>,
     pub metrics: metrics::Metrics,
+    /// Answers of long-running operations, kept for clients to poll.
+    operations: operations::Operations,
 }
 
 /// The subscription `GET /subscriptions` lists unless told otherwise.
@@ -92,6 +96,7 @@ impl AppState {
             views: std::sync::Mutex::new(HashMap::new()),
             associations: std::sync::Mutex::new(HashMap::new()),
             metrics: metrics::Metrics::default(),
+            operations: operations::Operations::default(),
         }
     }
 
@@ -334,10 +339,23 @@ async fn arm_request(
     })
     .await;
     let response = match result {
-        Ok(Ok(answer)) => match answer.body {
-            Some(body) => (answer.status, Json(body)).into_response(),
-            None => answer.status.into_response(),
-        },
+        Ok(Ok(answer)) => {
+            let mut response = match answer.body {
+                Some(body) => (answer.status, Json(body)).into_response(),
+                None => answer.status.into_response(),
+            };
+            for (name, value) in answer.headers {
+                match HeaderValue::from_str(&value) {
+                    Ok(value) => {
+                        response.headers_mut().insert(name, value);
+                    }
+                    Err(_) => {
+                        tracing::error!(header = name, "an answer's header is not a header value")
+                    }
+                }
+            }
+            response
+        }
         Ok(Err(error)) => error.into_response(),
         Err(join) => {
             tracing::error!(error = %join, "request handler failed");
@@ -505,6 +523,28 @@ fn route(state: &AppState, call: &Call<'_>) -> Result<Answer, ApiError> {
             },
             Method::POST,
         ) => watcher::security_group_view(state, &id, resources::parse_body(body)?),
+        (
+            Target::Action {
+                id,
+                action: Action::NetworkConfigurationDiagnostic,
+            },
+            Method::POST,
+        ) => watcher::diagnostic::run(state, &id, &query.api_version, resources::parse_body(body)?),
+        (
+            Target::OperationResult {
+                subscription,
+                location,
+                id,
+            },
+            Method::GET,
+        ) => operations::result(state, &subscription, &location, &id),
+        (
+            Target::Provider {
+                subscription,
+                namespace,
+            },
+            Method::GET,
+        ) => providers::get(&subscription, &namespace),
         (Target::ServiceTags { subscription, .. }, Method::GET) => {
             Ok(watcher::service_tags(state, &subscription))
         }

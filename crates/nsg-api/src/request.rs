@@ -81,7 +81,11 @@ impl Kind {
     fn actions(self) -> &'static [Action] {
         match self {
             Kind::NetworkInterface => &[Action::EffectiveNetworkSecurityGroups],
-            Kind::NetworkWatcher => &[Action::IpFlowVerify, Action::SecurityGroupView],
+            Kind::NetworkWatcher => &[
+                Action::IpFlowVerify,
+                Action::SecurityGroupView,
+                Action::NetworkConfigurationDiagnostic,
+            ],
             _ => &[],
         }
     }
@@ -121,6 +125,7 @@ pub enum Action {
     EffectiveNetworkSecurityGroups,
     IpFlowVerify,
     SecurityGroupView,
+    NetworkConfigurationDiagnostic,
 }
 
 impl Action {
@@ -129,6 +134,7 @@ impl Action {
             Action::EffectiveNetworkSecurityGroups => "effectiveNetworkSecurityGroups",
             Action::IpFlowVerify => "ipFlowVerify",
             Action::SecurityGroupView => "securityGroupView",
+            Action::NetworkConfigurationDiagnostic => "networkConfigurationDiagnostic",
         }
     }
 }
@@ -160,6 +166,18 @@ pub enum Target {
     ServiceTags {
         subscription: String,
         location: String,
+    },
+    /// `/subscriptions/{sub}/providers/Microsoft.Network/locations/{location}/operationResults/{id}`:
+    /// where a long-running operation's answer is polled.
+    OperationResult {
+        subscription: String,
+        location: String,
+        id: String,
+    },
+    /// `/subscriptions/{sub}/providers/{namespace}`: a resource provider's metadata.
+    Provider {
+        subscription: String,
+        namespace: String,
     },
     /// `/subscriptions/{sub}/resourcegroups`.
     ResourceGroups { subscription: String },
@@ -201,6 +219,12 @@ pub fn parse_path(path: &str) -> Result<Target, ApiError> {
             },
         });
     }
+    if is(2, "providers") && segments.len() == 4 {
+        return Ok(Target::Provider {
+            subscription,
+            namespace: segments[3].to_string(),
+        });
+    }
     if is(2, "providers") && segments.len() == 5 {
         let kind = Kind::from_path(segments[3], segments[4]).ok_or_else(not_found)?;
         return Ok(Target::List {
@@ -208,16 +232,21 @@ pub fn parse_path(path: &str) -> Result<Target, ApiError> {
             scope: Scope::Subscription(subscription),
         });
     }
-    if is(2, "providers")
-        && is(3, "Microsoft.Network")
-        && is(4, "locations")
-        && is(6, "serviceTags")
-        && segments.len() == 7
-    {
-        return Ok(Target::ServiceTags {
-            subscription,
-            location: segments[5].to_string(),
-        });
+    // `…/providers/Microsoft.Network/locations/{location}/…`: what is asked of a location.
+    if is(2, "providers") && is(3, "Microsoft.Network") && is(4, "locations") {
+        let location = segments.get(5).map(|l| l.to_string());
+        return match (location, segments.len()) {
+            (Some(location), 7) if is(6, "serviceTags") => Ok(Target::ServiceTags {
+                subscription,
+                location,
+            }),
+            (Some(location), 8) if is(6, "operationResults") => Ok(Target::OperationResult {
+                subscription,
+                location,
+                id: segments[7].to_string(),
+            }),
+            _ => Err(not_found()),
+        };
     }
     if !(is(2, "resourceGroups") && is(4, "providers")) || segments.len() < 7 {
         return Err(not_found());
@@ -328,6 +357,8 @@ pub fn operation(path: &str) -> String {
         }
         Ok(Target::Action { action, .. }) => action.segment().to_string(),
         Ok(Target::ServiceTags { .. }) => "serviceTags".to_string(),
+        Ok(Target::OperationResult { .. }) => "operationResults".to_string(),
+        Ok(Target::Provider { .. }) => "providers".to_string(),
         Ok(Target::ResourceGroups { .. }) => "list resourceGroups".to_string(),
         Ok(Target::ResourceGroup { .. }) => "resourceGroups".to_string(),
         Err(_) => "unknown".to_string(),

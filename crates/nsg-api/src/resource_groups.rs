@@ -143,6 +143,7 @@ pub fn put(
             Answer {
                 status: StatusCode::CREATED,
                 body: Some(rendered),
+                headers: Vec::new(),
             }
         } else {
             Answer::ok(rendered)
@@ -168,6 +169,7 @@ pub fn exists(state: &AppState, subscription: &str, name: &str) -> Result<Answer
             StatusCode::NOT_FOUND
         },
         body: None,
+        headers: Vec::new(),
     })
 }
 
@@ -197,6 +199,7 @@ pub fn delete(state: &AppState, subscription: &str, name: &str) -> Result<Answer
         Ok(Answer {
             status: StatusCode::OK,
             body: None,
+            headers: Vec::new(),
         })
     })
 }

@@ -24,13 +24,25 @@ use serde_json::{json, Map, Value};
 pub struct Answer {
     pub status: StatusCode,
     pub body: Option<Value>,
+    /// Headers beside the body (`Location` and `Retry-After` of an operation still to poll).
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl Answer {
+    /// 202 with `Location` to poll, at once (`Retry-After: 0`): the answer is already there.
+    pub fn accepted(location: String) -> Answer {
+        Answer {
+            status: StatusCode::ACCEPTED,
+            body: None,
+            headers: vec![("location", location), ("retry-after", "0".to_string())],
+        }
+    }
+
     pub fn ok(body: Value) -> Answer {
         Answer {
             status: StatusCode::OK,
             body: Some(body),
+            headers: Vec::new(),
         }
     }
     fn written(created: bool, body: Value) -> Answer {
@@ -41,6 +53,7 @@ impl Answer {
                 StatusCode::OK
             },
             body: Some(body),
+            headers: Vec::new(),
         }
     }
     fn deleted(kind: Kind, existed: bool) -> Answer {
@@ -50,7 +63,11 @@ impl Answer {
             (true, Kind::NetworkWatcher | Kind::FlowLog) => StatusCode::ACCEPTED,
             (true, _) => StatusCode::OK,
         };
-        Answer { status, body: None }
+        Answer {
+            status,
+            body: None,
+            headers: Vec::new(),
+        }
     }
 }
 
@@ -172,13 +189,16 @@ fn envelope(
 }
 
 fn same_location(a: &str, b: &str) -> bool {
-    let norm = |s: &str| {
-        s.chars()
-            .filter(|c| !c.is_whitespace())
-            .collect::<String>()
-            .to_ascii_lowercase()
-    };
-    norm(a) == norm(b)
+    location_name(a) == location_name(b)
+}
+
+/// A location as ARM names it in paths: `West Europe` is `westeurope`.
+pub(crate) fn location_name(location: &str) -> String {
+    location
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect::<String>()
+        .to_ascii_lowercase()
 }
 
 /// The resource GUID is assigned once and kept.

@@ -1,10 +1,13 @@
 //! Network Watcher's questions over the stored resources: IP flow verify and a NIC's effective
-//! security rules, answered by the same reference evaluator as `opennsg verify`; and the service
-//! tags of the loaded files.
+//! security rules, answered by the same reference evaluator as `opennsg verify`; NSG diagnostics
+//! over whole sets of flows ([`diagnostic`], as `opennsg query`); and the service tags of the
+//! loaded files.
 //!
 //! Each question needs the subscription's network resources as one model (`VirtualNetwork` at a
 //! NIC depends on peerings, ASG sides on every member NIC). The model, and each NIC's resolved
 //! policy, are kept until the next write through this server (see [`View`]).
+
+pub mod diagnostic;
 
 use crate::error::ApiError;
 use crate::request::Kind;
@@ -13,6 +16,7 @@ use crate::AppState;
 use nsg_model::model::{Model, NetworkInterface};
 use nsg_model::rule::{ip_proto, Direction};
 use nsg_model::{Environment, ResourceId};
+use nsg_policy::compiled::CompiledPolicy;
 use nsg_policy::effective::effective_network_security_groups;
 use nsg_policy::{Endpoint, Flow, NicPolicy, Resolver, SetArena, Settings};
 use serde_json::{json, Map, Value};
@@ -20,18 +24,37 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
-/// A subscription's resources as a validated model, with NIC policies resolved on demand; valid
-/// while the store's write generation is `generation`.
+/// A subscription's resources as a validated model, with NIC policies resolved (and compiled,
+/// for questions about sets of flows) on demand; valid while the store's write generation is
+/// `generation`.
 pub struct View {
     generation: u64,
     model: Model,
     resolved: Mutex<HashMap<ResourceId, Arc<ResolvedNic>>>,
+    compiled: Mutex<HashMap<ResourceId, Arc<CompiledPolicy>>>,
 }
 
 /// One NIC's resolved policy and the sets it uses.
 pub struct ResolvedNic {
     pub policy: NicPolicy,
     pub sets: SetArena,
+}
+
+/// The value cached for `id`, made by `make` on a miss and kept. Two requests missing at once
+/// both make it; the later insert wins, and both values are equal.
+fn cached<T>(
+    cache: &Mutex<HashMap<ResourceId, Arc<T>>>,
+    id: &ResourceId,
+    make: impl FnOnce() -> Result<T, ApiError>,
+) -> Result<Arc<T>, ApiError> {
+    if let Some(found) = cache.lock().ok().and_then(|c| c.get(id).cloned()) {
+        return Ok(found);
+    }
+    let made = Arc::new(make()?);
+    if let Ok(mut cache) = cache.lock() {
+        cache.insert(id.clone(), made.clone());
+    }
+    Ok(made)
 }
 
 impl View {
@@ -41,27 +64,34 @@ impl View {
         state: &AppState,
         nic: &NetworkInterface,
     ) -> Result<Arc<ResolvedNic>, ApiError> {
-        if let Some(found) = self
-            .resolved
-            .lock()
-            .ok()
-            .and_then(|r| r.get(&nic.id).cloned())
-        {
-            return Ok(found);
-        }
-        let catalog = state.catalog();
-        let mut resolver = Resolver::new(&self.model, &catalog, Settings::default());
-        let policy = resolver
-            .resolve(nic)
-            .map_err(|e| ApiError::bad_request("InvalidTargetResource", e.to_string()))?;
-        let resolved = Arc::new(ResolvedNic {
-            policy,
-            sets: std::mem::take(&mut resolver.sets),
-        });
-        if let Ok(mut cache) = self.resolved.lock() {
-            cache.insert(nic.id.clone(), resolved.clone());
-        }
-        Ok(resolved)
+        cached(&self.resolved, &nic.id, || {
+            let catalog = state.catalog();
+            let mut resolver = Resolver::new(&self.model, &catalog, Settings::default());
+            let policy = resolver
+                .resolve(nic)
+                .map_err(|e| ApiError::bad_request("InvalidTargetResource", e.to_string()))?;
+            Ok(ResolvedNic {
+                policy,
+                sets: std::mem::take(&mut resolver.sets),
+            })
+        })
+    }
+
+    /// The compiled policy of `nic` (what analyses over sets of flows walk), compiled once per
+    /// view from the resolved one.
+    fn compiled(
+        &self,
+        state: &AppState,
+        nic: &NetworkInterface,
+    ) -> Result<Arc<CompiledPolicy>, ApiError> {
+        cached(&self.compiled, &nic.id, || {
+            let resolved = self.resolved(state, nic)?;
+            Ok(CompiledPolicy::build(
+                resolved.policy.clone(),
+                &resolved.sets,
+                Settings::default(),
+            ))
+        })
     }
 }
 
@@ -79,6 +109,7 @@ fn view(state: &AppState, subscription: &str) -> Result<Arc<View>, ApiError> {
         generation,
         model: model(state, subscription)?,
         resolved: Mutex::new(HashMap::new()),
+        compiled: Mutex::new(HashMap::new()),
     });
     if let Ok(mut views) = state.views.lock() {
         views.insert(key, view.clone());
@@ -113,14 +144,23 @@ fn model(state: &AppState, subscription: &str) -> Result<Model, ApiError> {
 }
 
 fn field<'b>(body: &'b Map<String, Value>, name: &str) -> Result<&'b str, ApiError> {
+    field_at(body, name, name)
+}
+
+/// Text field `name` of `body`, required; an error names it as `target` (its path in the request).
+fn field_at<'b>(
+    body: &'b Map<String, Value>,
+    name: &str,
+    target: &str,
+) -> Result<&'b str, ApiError> {
     body.get(name).and_then(Value::as_str).ok_or_else(|| {
-        ApiError::bad_request("InvalidRequestFormat", format!("{name} is required."))
-            .with_target(name)
+        ApiError::bad_request("InvalidRequestFormat", format!("{target} is required."))
+            .with_target(target)
     })
 }
 
-/// The NIC a request targets: a NIC id, or a VM id (with `targetNicResourceId` when the VM has
-/// several NICs).
+/// The NIC a request targets: a NIC id, or a VM id (its primary NIC, unless
+/// `targetNicResourceId` chooses another of its NICs).
 fn target_nic<'m>(
     model: &'m Model,
     target: &str,
@@ -138,14 +178,14 @@ fn target_nic<'m>(
         .virtual_machine(&id)
         .ok_or_else(|| invalid(format!("The target resource {target} is neither a virtual machine nor a network interface of this server.")))?;
     let chosen = match (nic, vm.network_interfaces.as_slice()) {
-        (Some(nic), _) => ResourceId::parse(nic).map_err(|_| invalid(format!("'{nic}' is not a resource id.")))?,
-        (None, [one]) => one.clone(),
-        (None, _) => {
-            return Err(invalid(format!(
-                "Virtual machine {target} has {} network interfaces: choose one with targetNicResourceId.",
-                vm.network_interfaces.len()
-            )))
+        (Some(nic), _) => {
+            ResourceId::parse(nic).map_err(|_| invalid(format!("'{nic}' is not a resource id.")))?
         }
+        (None, _) => vm.primary_network_interface().cloned().ok_or_else(|| {
+            invalid(format!(
+                "Virtual machine {target} has no network interfaces."
+            ))
+        })?,
     };
     if !vm.network_interfaces.contains(&chosen) {
         return Err(invalid(format!(

@@ -6,7 +6,10 @@ use http_body_util::BodyExt;
 use nsg_api::{router, AppState};
 use serde_json::{json, Value};
 use std::sync::Arc;
+use support::Reply;
 use tower::ServiceExt;
+
+mod support;
 
 const TOKEN: &str = "test-token";
 const RG: &str = "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg1/providers/Microsoft.Network";
@@ -15,12 +18,6 @@ const V: &str = "api-version=2026-03-01";
 struct Api {
     app: axum::Router,
     _dir: tempfile::TempDir,
-}
-
-struct Reply {
-    status: StatusCode,
-    headers: axum::http::HeaderMap,
-    body: Value,
 }
 
 impl Api {
@@ -64,34 +61,7 @@ impl Api {
         body: Option<Value>,
         headers: &[(&str, &str)],
     ) -> Reply {
-        let mut request = Request::builder()
-            .method(method)
-            .uri(uri)
-            .header("authorization", format!("Bearer {TOKEN}"));
-        for (k, v) in headers {
-            request = request.header(*k, *v);
-        }
-        let request = request
-            .header("content-type", "application/json")
-            .body(
-                body.map(|b| Body::from(b.to_string()))
-                    .unwrap_or_else(Body::empty),
-            )
-            .unwrap();
-        let response = self.app.clone().oneshot(request).await.unwrap();
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        let body = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).unwrap()
-        };
-        Reply {
-            status,
-            headers,
-            body,
-        }
+        support::send(&self.app, TOKEN, method, uri, body, headers).await
     }
 
     async fn put(&self, path: &str, body: Value) -> Reply {

@@ -2,14 +2,13 @@
 //! router and a real store: their own documents below their watcher, Microsoft's example, the
 //! checks with Azure's codes, and their deletion with their watcher or target.
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
-use http_body_util::BodyExt;
+use axum::http::StatusCode;
 use nsg_api::{router, AppState};
 use nsg_store::{Precondition, ResourceId};
 use serde_json::{json, Value};
 use std::sync::Arc;
-use tower::ServiceExt;
+
+mod support;
 
 const TOKEN: &str = "t";
 const SUBSCRIPTION: &str = "00000000-0000-0000-0000-000000000001";
@@ -99,23 +98,8 @@ impl Api {
 
     /// A request to `uri` as given (with its query).
     async fn call_uri(&self, method: &str, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let request = Request::builder()
-            .method(method)
-            .uri(uri)
-            .header("authorization", format!("Bearer {TOKEN}"))
-            .body(
-                body.map(|b| Body::from(b.to_string()))
-                    .unwrap_or_else(Body::empty),
-            )
-            .unwrap();
-        let response = self.app.clone().oneshot(request).await.unwrap();
-        let status = response.status();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        let body = match bytes.is_empty() {
-            true => Value::Null,
-            false => serde_json::from_slice(&bytes).unwrap(),
-        };
-        (status, body)
+        let reply = support::send(&self.app, TOKEN, method, uri, body, &[]).await;
+        (reply.status, reply.body)
     }
 
     async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {

@@ -1,13 +1,12 @@
 //! The seed's VM1–VM4 picture built through the API (VNet, subnets, NICs with dynamic
 //! addresses, VMs, NSGs), then Network Watcher's questions, "in use" checks and validation.
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
-use http_body_util::BodyExt;
+use axum::http::StatusCode;
 use nsg_api::{router, AppState};
 use serde_json::{json, Value};
 use std::sync::Arc;
-use tower::ServiceExt;
+
+mod support;
 
 const TOKEN: &str = "t";
 const SUB: &str = "/subscriptions/00000000-0000-0000-0000-000000000001";
@@ -50,26 +49,8 @@ impl Api {
     }
 
     async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let request = Request::builder()
-            .method(method)
-            .uri(format!("{path}?{V}"))
-            .header("authorization", format!("Bearer {TOKEN}"))
-            .body(
-                body.map(|b| Body::from(b.to_string()))
-                    .unwrap_or_else(Body::empty),
-            )
-            .unwrap();
-        let response = self.0.clone().oneshot(request).await.unwrap();
-        let status = response.status();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        (
-            status,
-            if bytes.is_empty() {
-                Value::Null
-            } else {
-                serde_json::from_slice(&bytes).unwrap()
-            },
-        )
+        let reply = support::send(&self.0, TOKEN, method, &format!("{path}?{V}"), body, &[]).await;
+        (reply.status, reply.body)
     }
 }
 
@@ -86,13 +67,11 @@ fn rule(
 }
 
 fn nic(subnet: &str, nsg: Option<&str>) -> Value {
-    let mut body = json!({"location": "westeurope", "properties": {"ipConfigurations": [{"name": "ipconfig1", "properties": {
-        "privateIPAllocationMethod": "Dynamic", "subnet": {"id": net(&format!("virtualNetworks/vnet1/subnets/{subnet}"))}}}]}});
-    if let Some(nsg) = nsg {
-        body["properties"]["networkSecurityGroup"] =
-            json!({"id": net(&format!("networkSecurityGroups/{nsg}"))});
-    }
-    body
+    let nsg = nsg.map(|nsg| net(&format!("networkSecurityGroups/{nsg}")));
+    support::nic_document(
+        &net(&format!("virtualNetworks/vnet1/subnets/{subnet}")),
+        nsg.as_deref(),
+    )
 }
 
 async fn seed() -> Api {

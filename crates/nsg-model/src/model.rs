@@ -109,6 +109,18 @@ pub struct IpConfiguration {
 pub struct VirtualMachine {
     pub id: ResourceId,
     pub network_interfaces: Vec<ResourceId>,
+    /// The NIC the VM's network profile marks `properties.primary: true` (the first so marked).
+    pub primary: Option<ResourceId>,
+}
+
+impl VirtualMachine {
+    /// The VM's primary NIC: the one marked primary, else the first (a VM with one NIC need
+    /// not mark it).
+    pub fn primary_network_interface(&self) -> Option<&ResourceId> {
+        self.primary
+            .as_ref()
+            .or_else(|| self.network_interfaces.first())
+    }
 }
 
 /// A valid environment.

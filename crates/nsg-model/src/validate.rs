@@ -1243,23 +1243,50 @@ impl<'t> Validator<'t> {
             .network_profile
             .as_ref()
             .and_then(|p| p.network_interfaces.as_ref());
-        let network_interfaces = list
-            .into_iter()
-            .flatten()
-            .enumerate()
-            .filter_map(|(i, r)| {
-                self.reference(
-                    r,
-                    &at,
-                    &format!("properties.networkProfile.networkInterfaces[{i}]"),
-                    |n| model.network_interface(n).map(|n| n.location.clone()),
-                    None,
-                )
-            })
-            .collect();
+        let mut network_interfaces = Vec::new();
+        let mut primary = None;
+        for (i, reference) in list.into_iter().flatten().enumerate() {
+            let field = format!("properties.networkProfile.networkInterfaces[{i}]");
+            let marked = self.primary_mark(reference, &at, &field);
+            let found = self.reference(
+                reference,
+                &at,
+                &field,
+                |n| model.network_interface(n).map(|n| n.location.clone()),
+                None,
+            );
+            if let Some(nic) = found {
+                if marked && primary.is_none() {
+                    primary = Some(nic.clone());
+                }
+                network_interfaces.push(nic);
+            }
+        }
         model::VirtualMachine {
             id: id.clone(),
             network_interfaces,
+            primary,
+        }
+    }
+
+    /// Whether a VM's NIC reference is marked `properties.primary: true`; any other JSON type
+    /// there is an error naming the field.
+    fn primary_mark(&mut self, reference: &arm::SubResource, at: &At<'_>, field: &str) -> bool {
+        let Some(properties) = reference.extra.get("properties") else {
+            return false;
+        };
+        match properties.get("primary") {
+            None | Some(serde_json::Value::Null) => false,
+            Some(serde_json::Value::Bool(marked)) => *marked,
+            Some(other) => {
+                self.error(
+                    ErrorCode::InvalidRequestFormat,
+                    at,
+                    &format!("{field}.properties.primary"),
+                    format!("primary must be true or false, not {other}."),
+                );
+                false
+            }
         }
     }
 

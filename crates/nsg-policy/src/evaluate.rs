@@ -292,6 +292,21 @@ pub(crate) fn stage_verdict(stage: &Stage, rule: &ResolvedRule) -> StageVerdict 
     }
 }
 
+/// The rule of `stage` that decides `flow` there, judged as if the stage were alone (whatever
+/// an earlier stage decided): its first match, among only the rules naming the flow's tag when it
+/// is platform traffic. `None` when no rule matches (only platform traffic can pass a stage so).
+/// What Network Watcher's NSG diagnostics report per NSG.
+pub fn stage_decider<'s>(
+    stage: &'s Stage,
+    sets: &SetArena,
+    flow: &Flow,
+) -> Option<&'s ResolvedRule> {
+    let platform = platform_service(flow);
+    let considered =
+        |_: usize, rule: &ResolvedRule| platform.is_none() || rule.platform_tag == platform;
+    first_match(stage, sets, flow, considered, None)
+}
+
 /// The first rule of `stage`, in priority order, that applies, is considered and matches.
 fn first_match<'s>(
     stage: &'s Stage,

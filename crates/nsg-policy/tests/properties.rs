@@ -15,7 +15,7 @@
 use nsg_model::rule::{protocol_has_ports, Access, Direction, RuleKind};
 use nsg_policy::compiled::CompiledPolicy;
 use nsg_policy::evaluate::{
-    decide_without, platform_service, RuleMatch, RulePosition, StageVerdict,
+    decide_without, platform_service, stage_decider, RuleMatch, RulePosition, StageVerdict,
 };
 use nsg_policy::{
     decide, explain, Decider, Decision, Endpoint, Explanation, Flow, Level, NicPolicy,
@@ -1338,6 +1338,44 @@ proptest! {
                 }
             }
             prop_assert!(verdicts.next().is_none(), "a verdict without a traced match: {:?}", decision);
+        }
+    }
+
+    /// Each stage's decider judged alone (what NSG diagnostics report per NSG) is the reference's
+    /// verdict for every stage the reference evaluated; a stage after a deny still has one unless
+    /// the flow is platform traffic.
+    #[test]
+    fn stage_decider_agrees_with_the_stages_evaluated(
+        (env, flows) in env_and_flows(),
+    ) {
+        let settings = Settings::default();
+        let results: Vec<(Decision, Vec<Option<String>>)> = with_nic1(&env, settings, |policy, sets| {
+            flows
+                .iter()
+                .map(|flow| {
+                    let deciders = policy
+                        .stages(flow.direction)
+                        .iter()
+                        .map(|stage| stage_decider(stage, sets, flow).map(|r| r.reference()))
+                        .collect();
+                    (decide(policy, sets, &settings, flow), deciders)
+                })
+                .collect()
+        })?;
+        for (flow, (decision, deciders)) in flows.iter().zip(results) {
+            if is_dhcp(flow) {
+                continue;
+            }
+            let mut alone = deciders.iter();
+            for verdict in &decision.stages {
+                // Stages the reference passed unmatched (platform traffic) have no verdict.
+                let found = alone.by_ref().flatten().next();
+                prop_assert_eq!(found, Some(&verdict.reference()), "{:?} {:?}", flow, decision);
+            }
+            prop_assert!(
+                is_platform(flow) || deciders.iter().all(Option::is_some),
+                "only platform traffic passes a stage unmatched: {:?} {:?}", flow, deciders
+            );
         }
     }
 
