@@ -77,8 +77,8 @@ impl View {
         })
     }
 
-    /// The compiled policy of `nic` (what analyses over sets of flows walk), compiled once per
-    /// view from the resolved one.
+    /// The policy of `nic` as analyses over sets of flows walk it, once per view from the
+    /// resolved one; deferred, as those analyses read verdicts off their own walk.
     fn compiled(
         &self,
         state: &AppState,
@@ -86,9 +86,9 @@ impl View {
     ) -> Result<Arc<CompiledPolicy>, ApiError> {
         cached(&self.compiled, &nic.id, || {
             let resolved = self.resolved(state, nic)?;
-            Ok(CompiledPolicy::build(
+            Ok(CompiledPolicy::deferred(
                 resolved.policy.clone(),
-                &resolved.sets,
+                Arc::new(resolved.sets.clone()),
                 Settings::default(),
             ))
         })
