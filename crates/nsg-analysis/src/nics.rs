@@ -24,3 +24,15 @@ pub fn compile_all(
         .map(|policy| CompiledPolicy::deferred(policy, sets.clone(), settings))
         .collect())
 }
+
+/// [`compile_all`] of several models at once (a diff's old and new), one per core.
+pub fn compile_each(
+    models: &[(&Model, &Catalog)],
+    settings: Settings,
+) -> Result<Vec<Vec<CompiledPolicy>>, ResolveError> {
+    crate::cores::map_in_order(models, |&(model, catalog)| {
+        compile_all(model, catalog, settings)
+    })
+    .into_iter()
+    .collect()
+}
