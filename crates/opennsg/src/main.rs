@@ -194,7 +194,24 @@ pub(crate) fn load(args: &EnvArgs) -> Result<Loaded> {
     })
 }
 
+/// Lets a report command that writes into a closed pipe (`opennsg diff … | head`) end quietly,
+/// as Unix tools do, instead of panicking in `println!`. Not for the daemons, whose sockets must
+/// never kill them, nor for `tags`, which fetches over the network.
+fn die_quietly_on_closed_pipe() {
+    // SAFETY: restoring a signal's default disposition, before any thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn run(cli: Cli) -> Result<u8> {
+    let daemon = matches!(
+        cli.command,
+        Command::Serve(_) | Command::Enforce(_) | Command::Tags { .. }
+    );
+    if !daemon {
+        die_quietly_on_closed_pipe();
+    }
     match cli.command {
         Command::Check { env, json } => check(&env, json),
         Command::Verify {

@@ -650,3 +650,39 @@ fn completions_and_the_manual_page_cover_every_command() {
         assert!(page.contains(command), "the manual names {command}");
     }
 }
+
+/// `opennsg matrix … | head -1` panicked with "failed printing to stdout: Broken pipe": a report
+/// writing into a closed pipe must end as Unix tools do (SIGPIPE), without a panic.
+#[test]
+fn report_into_a_closed_pipe_ends_without_a_panic() {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Stdio;
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/fixtures/seed-vms-http.json"
+    );
+    // Enough output that the pipe closes while it is still writing.
+    let ports: Vec<String> = (1..=50).map(|p| p.to_string()).collect();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_opennsg"))
+        .args(["matrix", fixture, "--json", "--ports", &ports.join(",")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("opennsg runs");
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut first)
+        .expect("one line");
+    // The reader is dropped here: the pipe is closed.
+    let output = child.wait_with_output().expect("opennsg ends");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!first.is_empty());
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(
+        output.status.signal(),
+        Some(libc::SIGPIPE),
+        "{:?} {stderr}",
+        output.status
+    );
+}
