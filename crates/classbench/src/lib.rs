@@ -42,4 +42,4 @@ pub use format::{parse, to_classbench, ErrorKind, Field, ParseError};
 pub use generator::{generate, generate_with, GenOptions, Profile};
 pub use rule::{first_match, Header, PortClass, Rule, ALL_PORTS};
 pub use stats::Stats;
-pub use traces::{trace, trace_with, TraceEntry, TraceOptions};
+pub use traces::{parse_trace, to_trace, trace, trace_with, TraceEntry, TraceError, TraceOptions};

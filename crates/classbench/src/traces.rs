@@ -142,3 +142,82 @@ fn port_in((lo, hi): (u16, u16), rng: &mut SplitMix64) -> u16 {
     let (lo, hi) = (lo.min(hi), lo.max(hi));
     rng.range_u32(u32::from(lo), u32::from(hi)) as u16
 }
+
+/// A line of a trace file that could not be parsed. Displays as `line 3: source port: 70000 is
+/// not a port`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {field}: {message}")]
+pub struct TraceError {
+    /// 1-based line number (blank and comment lines count).
+    pub line: usize,
+    /// The field the error is in.
+    pub field: &'static str,
+    pub message: String,
+}
+
+/// Parses a trace as ClassBench's `trace_generator` writes it: one header per line, whitespace
+/// separated `source destination source-port destination-port protocol`, addresses as unsigned
+/// decimal integers (dotted quads are accepted too); further fields (the generator's rule
+/// number) are ignored, as are blank lines and lines starting with `#`.
+pub fn parse_trace(text: &str) -> Result<Vec<Header>, TraceError> {
+    let mut headers = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let mut fields = line.split_whitespace();
+        let error = |field, message: String| TraceError {
+            line: i + 1,
+            field,
+            message,
+        };
+        let mut next = |field| {
+            fields
+                .next()
+                .ok_or_else(|| error(field, "the line ends before it".into()))
+        };
+        let address = |field, text: &str| {
+            text.parse::<u32>()
+                .map(Ipv4Addr::from)
+                .or_else(|_| text.parse::<Ipv4Addr>())
+                .map_err(|_| error(field, format!("{text} is not an IPv4 address")))
+        };
+        let number = |field, text: &str, max: u32| {
+            text.parse::<u32>()
+                .ok()
+                .filter(|&n| n <= max)
+                .ok_or_else(|| error(field, format!("{text} is not a number from 0 to {max}")))
+        };
+        let (src, dst) = (next("source")?, next("destination")?);
+        let (src_port, dst_port) = (next("source port")?, next("destination port")?);
+        let protocol = next("protocol")?;
+        headers.push(Header {
+            src: address("source", src)?,
+            dst: address("destination", dst)?,
+            src_port: number("source port", src_port, 65535)? as u16,
+            dst_port: number("destination port", dst_port, 65535)? as u16,
+            protocol: number("protocol", protocol, 255)? as u8,
+        });
+    }
+    Ok(headers)
+}
+
+/// Writes headers as `trace_generator` does: tab-separated, addresses as unsigned integers,
+/// each line ending in the 1-based number of the rule it matches first (`0` for none).
+pub fn to_trace(headers: &[Header], rules: &[Rule]) -> String {
+    headers
+        .iter()
+        .map(|h| {
+            let rule = crate::first_match(rules, h).map_or(0, |i| i + 1);
+            format!(
+                "{}\t{}\t{}\t{}\t{}\t{rule}\n",
+                u32::from(h.src),
+                u32::from(h.dst),
+                h.src_port,
+                h.dst_port,
+                h.protocol
+            )
+        })
+        .collect()
+}

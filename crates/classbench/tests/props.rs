@@ -82,6 +82,12 @@ proptest! {
     #[test]
     fn no_panic_on_arbitrary_strings(s in any::<String>()) {
         let _ = parse(&s);
+        let _ = classbench::parse_trace(&s);
+    }
+
+    #[test]
+    fn no_panic_on_trace_like_lines(s in "([0-9.]{0,12}[ \t]){0,7}\n?") {
+        let _ = classbench::parse_trace(&s);
     }
 
     #[test]

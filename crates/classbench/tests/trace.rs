@@ -183,3 +183,55 @@ fn default_rule_catches_every_random_header() {
         assert!(first_match(&rules, &h).is_some());
     }
 }
+
+#[test]
+fn trace_files_round_trip_and_read_trace_generator_lines() {
+    let rules = generate(Profile::Firewall, 500, 5);
+    let headers = trace(&rules, 2000, 6);
+    assert_eq!(
+        classbench::parse_trace(&classbench::to_trace(&headers, &rules)).unwrap(),
+        headers
+    );
+    // As trace_generator writes them, with a comment, a blank line and dotted quads.
+    let text = "# trace\n3232235777\t167772161\t1024\t80\t6\t12\n\n10.0.0.1 192.168.1.1 53 53 17\n";
+    let parsed = classbench::parse_trace(text).unwrap();
+    assert_eq!(
+        parsed,
+        vec![
+            Header {
+                src: Ipv4Addr::new(192, 168, 1, 1),
+                dst: Ipv4Addr::new(10, 0, 0, 1),
+                src_port: 1024,
+                dst_port: 80,
+                protocol: 6,
+            },
+            Header {
+                src: Ipv4Addr::new(10, 0, 0, 1),
+                dst: Ipv4Addr::new(192, 168, 1, 1),
+                src_port: 53,
+                dst_port: 53,
+                protocol: 17,
+            },
+        ]
+    );
+}
+
+#[test]
+fn bad_trace_lines_name_the_line_and_field() {
+    let cases = [
+        ("1 2 3 4", 1, "protocol"),
+        ("1 2 3 4 6\nx 2 3 4 6", 2, "source"),
+        ("1 2 70000 4 6", 1, "source port"),
+        ("1 2 3 -4 6", 1, "destination port"),
+        ("1 2 3 4 256", 1, "protocol"),
+        ("1 4294967296 3 4 6", 1, "destination"),
+    ];
+    for (text, line, field) in cases {
+        let error = classbench::parse_trace(text).unwrap_err();
+        assert_eq!(
+            (error.line, error.field),
+            (line, field),
+            "{text:?}: {error}"
+        );
+    }
+}

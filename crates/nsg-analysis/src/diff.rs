@@ -60,9 +60,20 @@ pub fn differences(
     new: &CompiledPolicy,
     compare: Compare,
 ) -> Vec<Difference> {
-    // The two directions are independent walks: one per core.
-    let directions = [Direction::Inbound, Direction::Outbound];
-    crate::cores::map_in_order(&directions, |&direction| {
+    differences_at(&[(old, new)], compare)
+}
+
+/// The differences at each NIC of `nics` (old and new policy of one NIC), in order: every NIC
+/// and direction an independent walk, shared out among the cores.
+pub fn differences_at(
+    nics: &[(&CompiledPolicy, &CompiledPolicy)],
+    compare: Compare,
+) -> Vec<Difference> {
+    let walks: Vec<_> = nics
+        .iter()
+        .flat_map(|&pair| [(pair, Direction::Inbound), (pair, Direction::Outbound)])
+        .collect();
+    crate::cores::map_in_order(&walks, |&((old, new), direction)| {
         differences_in(old, new, compare, direction)
     })
     .concat()

@@ -120,6 +120,11 @@ enum Command {
         /// ClassBench filter files to measure instead of the generated sets (repeatable).
         #[arg(long, value_name = "FILE")]
         classbench: Vec<PathBuf>,
+        /// A ClassBench trace (one header per line, as `trace_generator` writes it) to look up
+        /// in every `--classbench` set instead of generated headers; prints lookups/s and the
+        /// checksum of the matched rules, to compare implementations on the same headers.
+        #[arg(long, value_name = "FILE", requires = "classbench")]
+        trace: Option<PathBuf>,
         #[arg(long, default_value_t = 1)]
         seed: u64,
         /// One short window per figure (flow-logs): a smoke test, the figures rough.
@@ -256,6 +261,7 @@ fn run(cli: Cli) -> Result<u8> {
             workload,
             service_tags,
             classbench,
+            trace,
             seed,
             quick,
         } => {
@@ -263,6 +269,7 @@ fn run(cli: Cli) -> Result<u8> {
                 workload,
                 service_tags,
                 classbench,
+                trace,
                 seed,
                 quick,
             })?;

@@ -498,6 +498,28 @@ fn several_files_merge_and_cli_flattened_documents_are_read() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("securityRules/Allow-HTTP"));
 }
 
+/// `opennsg bench --workload classbench --classbench ARGS…`.
+fn bench_classbench(args: &[&std::ffi::OsStr]) -> std::process::Output {
+    Command::cargo_bin("opennsg")
+        .unwrap()
+        .args(["bench", "--workload", "classbench", "--classbench"])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// [`bench_classbench`], which must exit 0: its stdout.
+fn bench_classbench_succeeds(args: &[&std::ffi::OsStr]) -> String {
+    let out = bench_classbench(args);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// `opennsg bench --classbench FILE` reads the ClassBench filter format (a generated set here:
 /// the public files are not redistributable) and checks the classifier against the naive scan.
 #[test]
@@ -505,20 +527,8 @@ fn bench_accepts_classbench_files() {
     let rules = classbench::generate(classbench::Profile::Firewall, 200, 3);
     let path = std::env::temp_dir().join(format!("opennsg-classbench-{}.txt", std::process::id()));
     std::fs::write(&path, classbench::to_classbench(&rules)).unwrap();
-    let out = Command::cargo_bin("opennsg")
-        .unwrap()
-        .args(["bench", "--workload", "classbench", "--classbench"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let stdout = bench_classbench_succeeds(&[path.as_os_str()]);
     std::fs::remove_file(&path).unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert!(
         stdout.contains("(200 rules)") && stdout.contains("disagreements 0"),
         "{stdout}"
@@ -532,18 +542,41 @@ fn bench_accepts_classbench_files() {
     let bad =
         std::env::temp_dir().join(format!("opennsg-classbench-bad-{}.txt", std::process::id()));
     std::fs::write(&bad, "@1.2.3.4/32 5.6.7.8/32 0 : 65535 80 : 70 0x06/0xFF\n").unwrap();
-    let out = Command::cargo_bin("opennsg")
-        .unwrap()
-        .args(["bench", "--workload", "classbench", "--classbench"])
-        .arg(&bad)
-        .output()
-        .unwrap();
+    let out = bench_classbench(&[bad.as_os_str()]);
     std::fs::remove_file(&bad).unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("line 1"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `opennsg bench --classbench RULES --trace FILE` looks up a trace_generator-format trace and
+/// prints the checksum of the matched rules: the naive scan's sum of 1-based first matches.
+#[test]
+fn bench_looks_up_a_classbench_trace_and_prints_the_checksum() {
+    let rules = classbench::generate(classbench::Profile::Acl, 300, 4);
+    let headers = classbench::trace(&rules, 500, 8);
+    let dir = std::env::temp_dir().join(format!("opennsg-trace-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (rules_file, trace_file) = (dir.join("rules"), dir.join("trace"));
+    std::fs::write(&rules_file, classbench::to_classbench(&rules)).unwrap();
+    std::fs::write(&trace_file, classbench::to_trace(&headers, &rules)).unwrap();
+    let stdout = bench_classbench_succeeds(&[
+        rules_file.as_os_str(),
+        "--trace".as_ref(),
+        trace_file.as_os_str(),
+    ]);
+    std::fs::remove_dir_all(&dir).unwrap();
+    let expected: u64 = headers
+        .iter()
+        .map(|h| classbench::first_match(&rules, h).map_or(0, |i| i as u64 + 1))
+        .sum();
+    assert!(
+        stdout.contains("(500 headers)")
+            && stdout.contains(&format!("checksum of matched rules {expected}\n")),
+        "{stdout}"
     );
 }
 

@@ -7,7 +7,7 @@ use super::{median, ms, Options};
 use crate::inputs;
 use crate::workload::{self, SplitMix64};
 use anyhow::{Context, Result};
-use nsg_analysis::diff::{differences, Compare};
+use nsg_analysis::diff::{differences_at, Compare};
 use nsg_analysis::lint::lint;
 use nsg_analysis::nics::{compile_all, compile_each};
 use nsg_analysis::partition::FlowBox;
@@ -106,11 +106,8 @@ pub fn run(options: &Options) -> Result<()> {
     let new_model = model_of(&edited(&env, 10, options.seed), &catalog)?;
     let (diff_time, found) = timed(|| {
         let both = compile_each(&[(&model, &catalog), (&new_model, &catalog)], settings)?;
-        Ok(both[0]
-            .iter()
-            .zip(&both[1])
-            .map(|(o, n)| differences(o, n, Compare::Verdicts).len())
-            .sum::<usize>())
+        let pairs: Vec<_> = both[0].iter().zip(&both[1]).collect();
+        Ok(differences_at(&pairs, Compare::Verdicts).len())
     })?;
     println!(
         "analysis (a): diff against 10 rules' access flipped {} (median of {RUNS}, compiling both sides included, side by side), {found} difference regions",

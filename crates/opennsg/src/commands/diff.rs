@@ -3,7 +3,7 @@
 use super::EXIT_DENY;
 use anyhow::Result;
 use clap::Args;
-use nsg_analysis::diff::{differences, Compare, Difference};
+use nsg_analysis::diff::{differences_at, Compare, Difference};
 use nsg_analysis::nics::compile_each;
 use nsg_policy::{Settings, SubscriptionType};
 use opennsg::{inputs, query, tag_cache::TagFiles};
@@ -79,7 +79,7 @@ pub(crate) fn diff(args: DiffArgs) -> Result<u8> {
     } else {
         Compare::Verdicts
     };
-    let mut found: Vec<Difference> = Vec::new();
+    let mut pairs = Vec::new();
     let mut only_old: Vec<String> = Vec::new();
     let mut only_new: Vec<String> = Vec::new();
     for new in &new_nics {
@@ -88,10 +88,11 @@ pub(crate) fn diff(args: DiffArgs) -> Result<u8> {
             continue;
         }
         match old_nics.iter().find(|o| &o.policy().nic == id) {
-            Some(old) => found.extend(differences(old, new, compare)),
+            Some(old) => pairs.push((old, new)),
             None => only_new.push(id.to_string()),
         }
     }
+    let found: Vec<Difference> = differences_at(&pairs, compare);
     for old in &old_nics {
         let id = &old.policy().nic;
         let wanted = only.as_ref().is_none_or(|o| o == id);
