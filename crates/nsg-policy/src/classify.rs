@@ -110,8 +110,9 @@ impl ClassTable {
         self.summaries[class as usize * self.summary_words_per_class + index]
     }
 
+    /// Bytes allocated for the classes (the interning map is dropped after the build).
     fn bytes(&self) -> usize {
-        (self.words.len() + self.summaries.len()) * 8
+        (self.words.capacity() + self.summaries.capacity()) * std::mem::size_of::<u64>()
     }
 }
 
@@ -165,6 +166,9 @@ struct Axis<T> {
 
 impl<T: AxisKey> Axis<T> {
     fn index(&mut self) {
+        // Built by pushing: give back what growth over-allocated, so that memory reported is
+        // memory held.
+        self.intervals.shrink_to_fit();
         if self.intervals.len() < INDEXED_AXIS {
             return;
         }
@@ -177,6 +181,12 @@ impl<T: AxisKey> Axis<T> {
             buckets.push(i as u32);
         }
         self.buckets = buckets;
+    }
+
+    /// Bytes allocated for the axis.
+    fn bytes(&self) -> usize {
+        self.intervals.capacity() * std::mem::size_of::<(T, u32)>()
+            + self.buckets.capacity() * std::mem::size_of::<u32>()
     }
 
     #[inline]
@@ -439,6 +449,8 @@ impl Classifier {
         }
         // The interning map is only needed while building.
         table.ids = FastMap::default();
+        table.words.shrink_to_fit();
+        table.summaries.shrink_to_fit();
         Classifier {
             rules: rules.len(),
             table,
@@ -505,17 +517,13 @@ impl Classifier {
 
     /// Bytes of the class bitsets and axes.
     pub fn memory_bytes(&self) -> usize {
-        let axes = |f: &AddressField| {
-            f.v4.intervals.len() * 8
-                + f.v6.intervals.len() * 32
-                + (f.v4.buckets.len() + f.v6.buckets.len()) * 4
-        };
+        let address = |f: &AddressField| f.v4.bytes() + f.v6.bytes();
         self.table.bytes()
-            + axes(&self.source)
-            + axes(&self.destination)
-            + (self.source_port.axis.intervals.len() + self.destination_port.axis.intervals.len())
-                * 8
-            + 256 * 4
+            + address(&self.source)
+            + address(&self.destination)
+            + self.source_port.axis.bytes()
+            + self.destination_port.axis.bytes()
+            + std::mem::size_of_val(&*self.protocol)
     }
 
     /// Number of elementary intervals over all fields.
