@@ -25,14 +25,16 @@ pub fn compile_all(
         .collect())
 }
 
-/// [`compile_all`] of several models at once (a diff's old and new), one per core.
-pub fn compile_each(
-    models: &[(&Model, &Catalog)],
+/// [`compile_all`] of a diff's old and new model side by side, the old on a thread of its own.
+pub fn compile_both(
+    (old_model, old_catalog): (&Model, &Catalog),
+    (new_model, new_catalog): (&Model, &Catalog),
     settings: Settings,
-) -> Result<Vec<Vec<CompiledPolicy>>, ResolveError> {
-    crate::cores::map_in_order(models, |&(model, catalog)| {
-        compile_all(model, catalog, settings)
+) -> Result<(Vec<CompiledPolicy>, Vec<CompiledPolicy>), ResolveError> {
+    std::thread::scope(|scope| {
+        let old = scope.spawn(|| compile_all(old_model, old_catalog, settings));
+        let new = compile_all(new_model, new_catalog, settings);
+        let old = old.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
+        Ok((old?, new?))
     })
-    .into_iter()
-    .collect()
 }

@@ -87,11 +87,7 @@ impl FlowBox {
             a.iter()
                 .any(|x| b.iter().any(|y| x.low <= y.high && y.low <= x.high))
         };
-        let with_ports = protocols.intersection(
-            &ProtocolSet::default()
-                .with(ip_proto::TCP)
-                .with(ip_proto::UDP),
-        );
+        let with_ports = protocols.with_ports();
         let (ported, portless) = (!with_ports.is_empty(), with_ports != protocols);
         (ported
             && overlap(&rule.source_ports, source_ports)

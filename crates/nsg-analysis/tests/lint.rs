@@ -25,18 +25,14 @@ struct Truth {
     permissive_management: bool,
 }
 
-/// The reference's stage-local decider: the first rule of `stage` that applies, is considered
-/// (platform traffic: names its tag) and matches; none for DHCP.
+/// The reference's stage-local decider, as an index into the stage; none for DHCP, which no
+/// rule decides.
 fn stage_decider(policy: &CompiledPolicy, stage: &Stage, flow: &Flow) -> Option<usize> {
     if evaluate::is_dhcp(flow) {
         return None;
     }
-    let platform = evaluate::platform_service(flow);
-    stage.rules.iter().position(|r| {
-        (platform.is_none() || r.platform_tag == platform)
-            && r.applies
-            && match_fields(r, policy.sets(), flow).all()
-    })
+    let decider = evaluate::stage_decider(stage, policy.sets(), flow)?;
+    stage.rules.iter().position(|r| std::ptr::eq(r, decider))
 }
 
 fn truths(nics: &[CompiledPolicy], settings: Settings) -> HashMap<(String, String), Truth> {
@@ -201,7 +197,7 @@ proptest! {
                         Some(d) => prop_assert!(f.covered_by.contains(&d), "{:?}", f),
                         None => prop_assert!(
                             f.covered_by.is_empty()
-                                && (evaluate::is_dhcp(&flow) || evaluate::platform_service(&flow).is_some()),
+                                && evaluate::is_platform_traffic(&flow),
                             "{:?}", f
                         ),
                     }

@@ -18,80 +18,49 @@ use nsg_model::rule::{ip_proto, Direction};
 use nsg_model::{Environment, ResourceId};
 use nsg_policy::compiled::CompiledPolicy;
 use nsg_policy::effective::effective_network_security_groups;
-use nsg_policy::{Endpoint, Flow, NicPolicy, Resolver, SetArena, Settings};
+use nsg_policy::{Endpoint, Flow, Resolver, Settings};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
-/// A subscription's resources as a validated model, with NIC policies resolved (and compiled,
-/// for questions about sets of flows) on demand; valid while the store's write generation is
-/// `generation`.
+/// A subscription's resources as a validated model, with each NIC's policy resolved on demand;
+/// valid while the store's write generation is `generation`.
 pub struct View {
     generation: u64,
     model: Model,
-    resolved: Mutex<HashMap<ResourceId, Arc<ResolvedNic>>>,
-    compiled: Mutex<HashMap<ResourceId, Arc<CompiledPolicy>>>,
-}
-
-/// One NIC's resolved policy and the sets it uses.
-pub struct ResolvedNic {
-    pub policy: NicPolicy,
-    pub sets: SetArena,
-}
-
-/// The value cached for `id`, made by `make` on a miss and kept. Two requests missing at once
-/// both make it; the later insert wins, and both values are equal.
-fn cached<T>(
-    cache: &Mutex<HashMap<ResourceId, Arc<T>>>,
-    id: &ResourceId,
-    make: impl FnOnce() -> Result<T, ApiError>,
-) -> Result<Arc<T>, ApiError> {
-    if let Some(found) = cache.lock().ok().and_then(|c| c.get(id).cloned()) {
-        return Ok(found);
-    }
-    let made = Arc::new(make()?);
-    if let Ok(mut cache) = cache.lock() {
-        cache.insert(id.clone(), made.clone());
-    }
-    Ok(made)
+    policies: Mutex<HashMap<ResourceId, Arc<CompiledPolicy>>>,
 }
 
 impl View {
-    /// The resolved policy of `nic`, resolved once per view.
-    fn resolved(
-        &self,
-        state: &AppState,
-        nic: &NetworkInterface,
-    ) -> Result<Arc<ResolvedNic>, ApiError> {
-        cached(&self.resolved, &nic.id, || {
-            let catalog = state.catalog();
-            let mut resolver = Resolver::new(&self.model, &catalog, Settings::default());
-            let policy = resolver
-                .resolve(nic)
-                .map_err(|e| ApiError::bad_request("InvalidTargetResource", e.to_string()))?;
-            Ok(ResolvedNic {
-                policy,
-                sets: std::mem::take(&mut resolver.sets),
-            })
-        })
-    }
-
-    /// The policy of `nic` as analyses over sets of flows walk it, once per view from the
-    /// resolved one; deferred, as those analyses read verdicts off their own walk.
-    fn compiled(
+    /// The policy of `nic`, resolved once per view. Deferred: IP flow verify asks the reference
+    /// evaluator and diagnostics read verdicts off their own walk, so no classifier is built.
+    fn policy(
         &self,
         state: &AppState,
         nic: &NetworkInterface,
     ) -> Result<Arc<CompiledPolicy>, ApiError> {
-        cached(&self.compiled, &nic.id, || {
-            let resolved = self.resolved(state, nic)?;
-            Ok(CompiledPolicy::deferred(
-                resolved.policy.clone(),
-                Arc::new(resolved.sets.clone()),
-                Settings::default(),
-            ))
-        })
+        if let Some(found) = self
+            .policies
+            .lock()
+            .ok()
+            .and_then(|c| c.get(&nic.id).cloned())
+        {
+            return Ok(found);
+        }
+        let catalog = state.catalog();
+        let settings = Settings::default();
+        let mut resolver = Resolver::new(&self.model, &catalog, settings);
+        let policy = resolver
+            .resolve(nic)
+            .map_err(|e| ApiError::bad_request("InvalidTargetResource", e.to_string()))?;
+        let sets = Arc::new(std::mem::take(&mut resolver.sets));
+        // Two requests missing at once both resolve; the later insert wins, and both are equal.
+        let made = Arc::new(CompiledPolicy::deferred(policy, sets, settings));
+        if let Ok(mut cache) = self.policies.lock() {
+            cache.insert(nic.id.clone(), made.clone());
+        }
+        Ok(made)
     }
 }
 
@@ -108,8 +77,7 @@ fn view(state: &AppState, subscription: &str) -> Result<Arc<View>, ApiError> {
     let view = Arc::new(View {
         generation,
         model: model(state, subscription)?,
-        resolved: Mutex::new(HashMap::new()),
-        compiled: Mutex::new(HashMap::new()),
+        policies: Mutex::new(HashMap::new()),
     });
     if let Ok(mut views) = state.views.lock() {
         views.insert(key, view.clone());
@@ -264,8 +232,8 @@ pub fn ip_flow_verify(
         body.get("targetNicResourceId").and_then(Value::as_str),
     )?;
     let settings = Settings::default();
-    let resolved = view.resolved(state, nic)?;
-    let policy = &resolved.policy;
+    let compiled = view.policy(state, nic)?;
+    let policy = compiled.policy();
     if !policy.owns(flow.local.ip) {
         return Err(ApiError::bad_request(
             "InvalidLocalIPAddress",
@@ -276,7 +244,7 @@ pub fn ip_flow_verify(
         )
         .with_target("localIPAddress"));
     }
-    let decision = nsg_policy::decide(policy, &resolved.sets, &settings, &flow);
+    let decision = nsg_policy::decide(policy, compiled.sets(), &settings, &flow);
     let mut result = json!({"access": decision.access.as_str()});
     if let Some(rule) = decision.rule_name() {
         result["ruleName"] = json!(rule);

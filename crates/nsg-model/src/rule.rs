@@ -129,16 +129,24 @@ pub fn protocol_has_ports(number: u8) -> bool {
 
 /// Whether `ranges` together cover every port 0–65535.
 pub fn covers_all_ports(ranges: &[PortRange]) -> bool {
+    covers_ports(ranges, PortRange::ALL)
+}
+
+/// Whether `ranges` together cover every port of `asked`.
+pub fn covers_ports(ranges: &[PortRange], asked: PortRange) -> bool {
     let mut sorted = ranges.to_vec();
     sorted.sort_unstable();
-    let mut next: u32 = 0;
+    let mut next = u32::from(asked.low);
     for r in sorted {
-        if u32::from(r.low) > next {
-            return false;
+        if u32::from(r.high) < next {
+            continue;
         }
-        next = next.max(u32::from(r.high) + 1);
+        if u32::from(r.low) > next {
+            break;
+        }
+        next = u32::from(r.high) + 1;
     }
-    next > u32::from(u16::MAX)
+    next > u32::from(asked.high)
 }
 
 /// An inclusive port range; a single port `N` is `N-N`.

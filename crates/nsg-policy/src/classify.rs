@@ -40,6 +40,18 @@ impl ProtocolSet {
     pub fn is_empty(&self) -> bool {
         self.0 == [0; 4]
     }
+    /// The protocols of the set whose packets carry ports rules compare (TCP and UDP).
+    pub fn with_ports(&self) -> ProtocolSet {
+        self.intersection(
+            &ProtocolSet::default()
+                .with(nsg_model::rule::ip_proto::TCP)
+                .with(nsg_model::rule::ip_proto::UDP),
+        )
+    }
+    /// Whether every protocol of `self` is in `other`.
+    pub fn is_subset(&self, other: &ProtocolSet) -> bool {
+        self.intersection(other) == *self
+    }
 }
 
 /// One rule as the classifier sees it, in packet terms (source, destination).

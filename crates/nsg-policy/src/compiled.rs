@@ -184,7 +184,7 @@ impl CompiledPolicy {
     /// [`crate::evaluate::decide_without`] (tested).
     #[inline]
     pub fn classify_without(&self, flow: &Flow, removed: Option<RulePosition>) -> Verdict {
-        if evaluate::is_dhcp(flow) || evaluate::platform_service(flow).is_some() {
+        if evaluate::is_platform_traffic(flow) {
             return self.verdict_of(&self.reference(flow, removed), flow.direction);
         }
         let compiled = self.compiled(flow.direction);
@@ -236,7 +236,7 @@ impl CompiledPolicy {
         removed: Option<RulePosition>,
         mut first_match: impl FnMut(usize) -> Option<usize>,
     ) -> Verdict {
-        if evaluate::is_dhcp(flow) || evaluate::platform_service(flow).is_some() {
+        if evaluate::is_platform_traffic(flow) {
             return self.verdict_of(&self.reference(flow, removed), flow.direction);
         }
         let stages = self.policy.stages(flow.direction);

@@ -370,6 +370,12 @@ pub fn is_dhcp(flow: &Flow) -> bool {
             || flow.remote.ip == IpAddr::V4(Ipv4Addr::BROADCAST))
 }
 
+/// Traffic the platform handles besides NSG rules: DHCP, and DNS, IMDS and licensing, which meet
+/// only the rules naming their tag.
+pub fn is_platform_traffic(flow: &Flow) -> bool {
+    is_dhcp(flow) || platform_service(flow).is_some()
+}
+
 /// The platform service an outbound flow goes to, if it is one (reference §3.8).
 pub fn platform_service(flow: &Flow) -> Option<PlatformService> {
     if flow.direction != Direction::Outbound {

@@ -183,9 +183,6 @@ pub struct Resolver<'a> {
     named_tags: HashMap<String, SetId>,
     /// Each NIC's `VirtualNetwork` and `Internet` sets, computed once.
     nic_sets: HashMap<ResourceId, (SetId, SetId)>,
-    /// The set of each rule side written as prefixes or ASGs, which is the same at every NIC:
-    /// keyed by the side's address in the model (borrowed, so it neither moves nor changes).
-    fixed_sides: HashMap<usize, SetId>,
 }
 
 impl<'a> Resolver<'a> {
@@ -197,7 +194,6 @@ impl<'a> Resolver<'a> {
             sets: SetArena::default(),
             named_tags: HashMap::new(),
             nic_sets: HashMap::new(),
-            fixed_sides: HashMap::new(),
         }
     }
 
@@ -308,10 +304,10 @@ impl<'a> Resolver<'a> {
         &mut self,
         context: &NicContext<'_>,
         level: Level,
-        nsg: &'a NetworkSecurityGroup,
+        nsg: &NetworkSecurityGroup,
         direction: Direction,
     ) -> Result<Stage, ResolveError> {
-        let mut rules: Vec<&'a Rule> = nsg
+        let mut rules: Vec<&Rule> = nsg
             .rules
             .iter()
             .chain(&nsg.default_rules)
@@ -336,7 +332,7 @@ impl<'a> Resolver<'a> {
         &mut self,
         context: &NicContext<'_>,
         nsg: &NetworkSecurityGroup,
-        rule: &'a Rule,
+        rule: &Rule,
     ) -> Result<ResolvedRule, ResolveError> {
         let (local, remote) = match rule.direction {
             Direction::Inbound => (&rule.destination, &rule.source),
@@ -373,13 +369,13 @@ impl<'a> Resolver<'a> {
             access: rule.access,
             protocol: rule.protocol,
             source: self
-                .model_side(context, &rule.source, || {
+                .side(context, &rule.source, || {
                     format!("{}/{} source", nsg.name(), rule.name)
                 })
                 .map_err(unknown)?,
             source_ports: rule.source_ports.clone(),
             destination: self
-                .model_side(context, &rule.destination, || {
+                .side(context, &rule.destination, || {
                     format!("{}/{} destination", nsg.name(), rule.name)
                 })
                 .map_err(unknown)?,
@@ -387,32 +383,6 @@ impl<'a> Resolver<'a> {
             applies,
             platform_tag,
         })
-    }
-
-    /// [`Resolver::side`] of a side of the model's rules, where prefixes and ASGs are resolved
-    /// once for every NIC.
-    fn model_side(
-        &mut self,
-        context: &NicContext<'_>,
-        addresses: &'a Addresses,
-        rule_side: impl FnOnce() -> String,
-    ) -> Result<SideMatch, String> {
-        let fixed = matches!(
-            addresses,
-            Addresses::Prefixes { .. } | Addresses::ApplicationSecurityGroups(_)
-        );
-        if !fixed {
-            return self.side(context, addresses, rule_side);
-        }
-        let key = addresses as *const Addresses as usize;
-        if let Some(&id) = self.fixed_sides.get(&key) {
-            return Ok(SideMatch::Set(id));
-        }
-        let side = self.side(context, addresses, rule_side)?;
-        if let SideMatch::Set(id) = side {
-            self.fixed_sides.insert(key, id);
-        }
-        Ok(side)
     }
 
     /// The addresses a rule side stands for at this NIC, as an interned set (`Any` for `*`).

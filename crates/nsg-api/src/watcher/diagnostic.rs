@@ -15,7 +15,7 @@ use nsg_analysis::addresses::address_set;
 use nsg_analysis::example::Example;
 use nsg_analysis::partition::FlowBox;
 use nsg_analysis::query::{answer, Outcome};
-use nsg_model::rule::{ip_proto, Access, Direction, PortRange, Ports, Protocol, RuleKind};
+use nsg_model::rule::{covers_ports, Access, Direction, PortRange, Ports, Protocol, RuleKind};
 use nsg_model::ResourceId;
 use nsg_policy::classify::ProtocolSet;
 use nsg_policy::compiled::{protocol_set, CompiledPolicy};
@@ -100,7 +100,7 @@ impl Profile {
 
     /// Whether the profile asks about protocols with ports (TCP or UDP) at all.
     fn has_ports(&self) -> bool {
-        self.protocols.contains(ip_proto::TCP) || self.protocols.contains(ip_proto::UDP)
+        !self.protocols.with_ports().is_empty()
     }
 }
 
@@ -123,7 +123,7 @@ pub fn run(
     let profiles = profiles(&body)?;
     let view = view(state, watcher.subscription())?;
     let nic = target_nic(&view.model, field(&body, "targetResourceId")?, None)?;
-    let compiled = view.compiled(state, nic)?;
+    let compiled = view.policy(state, nic)?;
     let catalog = state.catalog();
     let results = profiles
         .iter()
@@ -191,13 +191,11 @@ fn parse_profile(
         )
     })?;
     let protocol_text = text("protocol")?;
-    let none = ProtocolSet::default();
-    let protocols = match protocol_text.to_ascii_uppercase().as_str() {
-        "*" => ProtocolSet::ALL,
-        "TCP" => none.with(ip_proto::TCP),
-        "UDP" => none.with(ip_proto::UDP),
-        // ICMP rules match ICMPv6 too (docs/semantics.md): asking for ICMP asks for both.
-        "ICMP" => none.with(ip_proto::ICMP).with(ip_proto::ICMPV6),
+    // As a rule's protocol: ICMP asks for ICMPv6 too (docs/semantics.md).
+    let protocols = match Protocol::parse(protocol_text) {
+        Some(p @ (Protocol::Any | Protocol::Tcp | Protocol::Udp | Protocol::Icmp)) => {
+            protocol_set(p)
+        }
         _ => {
             return Err(invalid(
                 "protocol",
@@ -396,16 +394,14 @@ fn rule_coverage(rule: &ResolvedRule, sets: &SetArena, profile: &Profile) -> Val
     let ports = |ports: &Ports, asked: &[PortRange]| {
         if profile.has_ports() {
             let ranges = ports.ranges();
-            asked.iter().all(|a| range_covered(&ranges, *a))
+            asked.iter().all(|&a| covers_ports(&ranges, a))
         } else {
             // Only portless protocols asked: a rule for them ignores its ports, a `*` rule
             // matches them only with all ports (docs/semantics.md).
             rule.protocol != Protocol::Any || ports.is_full()
         }
     };
-    let protocols = protocol_set(rule.protocol);
-    let protocol_covered =
-        (0..=u8::MAX).all(|p| !profile.protocols.contains(p) || protocols.contains(p));
+    let protocol_covered = profile.protocols.is_subset(&protocol_set(rule.protocol));
     let (source_applies, destination_applies) = match profile.direction {
         Direction::Inbound => (true, rule.applies),
         Direction::Outbound => (rule.applies, true),
@@ -418,18 +414,4 @@ fn rule_coverage(rule: &ResolvedRule, sets: &SetArena, profile: &Profile) -> Val
         "destinationMatched": destination_applies && side(rule.destination, &profile.destination),
         "destinationPortMatched": ports(&rule.destination_ports, &profile.destination_ports),
     })
-}
-
-/// Whether `ranges` together cover every port of `asked`.
-fn range_covered(ranges: &[PortRange], asked: PortRange) -> bool {
-    let mut sorted = ranges.to_vec();
-    sorted.sort_unstable();
-    let mut next = u32::from(asked.low);
-    for range in sorted {
-        if u32::from(range.low) > next {
-            break;
-        }
-        next = next.max(u32::from(range.high) + 1);
-    }
-    next > u32::from(asked.high)
 }

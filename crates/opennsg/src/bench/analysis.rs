@@ -9,7 +9,7 @@ use crate::workload::{self, SplitMix64};
 use anyhow::{Context, Result};
 use nsg_analysis::diff::{differences_at, Compare};
 use nsg_analysis::lint::lint;
-use nsg_analysis::nics::{compile_all, compile_each};
+use nsg_analysis::nics::{compile_all, compile_both};
 use nsg_analysis::partition::FlowBox;
 use nsg_analysis::query::counterexamples;
 use nsg_analysis::{Analysis, Precision};
@@ -105,8 +105,8 @@ pub fn run(options: &Options) -> Result<()> {
 
     let new_model = model_of(&edited(&env, 10, options.seed), &catalog)?;
     let (diff_time, found) = timed(|| {
-        let both = compile_each(&[(&model, &catalog), (&new_model, &catalog)], settings)?;
-        let pairs: Vec<_> = both[0].iter().zip(&both[1]).collect();
+        let (old, new) = compile_both((&model, &catalog), (&new_model, &catalog), settings)?;
+        let pairs: Vec<_> = old.iter().zip(&new).collect();
         Ok(differences_at(&pairs, Compare::Verdicts).len())
     })?;
     println!(

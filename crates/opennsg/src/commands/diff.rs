@@ -4,7 +4,7 @@ use super::EXIT_DENY;
 use anyhow::Result;
 use clap::Args;
 use nsg_analysis::diff::{differences_at, Compare, Difference};
-use nsg_analysis::nics::compile_each;
+use nsg_analysis::nics::compile_both;
 use nsg_policy::{Settings, SubscriptionType};
 use opennsg::{inputs, query, tag_cache::TagFiles};
 use serde_json::json;
@@ -68,12 +68,8 @@ pub(crate) fn diff(args: DiffArgs) -> Result<u8> {
         Some(name) => Some(query::find_nic(&new_model, name)?.id.clone()),
         None => None,
     };
-    let [old_nics, new_nics]: [Vec<_>; 2] = compile_each(
-        &[(&old_model, &old_tags), (&new_model, &new_tags)],
-        settings,
-    )?
-    .try_into()
-    .map_err(|_| anyhow::anyhow!("two models compile to two sets of NICs"))?;
+    let (old_nics, new_nics) =
+        compile_both((&old_model, &old_tags), (&new_model, &new_tags), settings)?;
     let compare = if args.rules {
         Compare::Rules
     } else {
